@@ -1,0 +1,229 @@
+"""The ``ukd-compress`` command line: distill, teacher, tasks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import UserError
+
+# CLI option -> (recipe section, field). Only options the user gives override the recipe.
+RECIPE_OPTIONS = {
+    "teacher": ("teacher", "name"), "pseudo_head": ("teacher", "pseudo_head"),
+    "student": ("student", "spec"), "student_layers": ("student", "layers"),
+    "student_hidden": ("student", "hidden"),
+    "task": ("task", "name"), "data_dir": ("task", "data_dir"),
+    "train_file": ("task", "train_file"), "eval_file": ("task", "eval_file"),
+    "text_column": ("task", "text_columns"), "label_column": ("task", "label_column"),
+    "max_length": ("task", "max_length"), "max_train_samples": ("task", "max_train_samples"),
+    "max_eval_samples": ("task", "max_eval_samples"),
+    "method": ("method", "name"), "alpha": ("method", "alpha"), "beta": ("method", "beta"),
+    "gamma": ("method", "gamma"), "delta": ("method", "delta"),
+    "temperature": ("method", "temperature"), "attention_space": ("method", "attention_space"),
+    "attention_scale": ("method", "attention_scale"),
+    "epochs": ("training", "epochs"), "batch_size": ("training", "batch_size"),
+    "lr": ("training", "lr"), "grad_accum": ("training", "grad_accum"),
+    "seed": ("training", "seed"), "teacher_cache": ("training", "cache_teacher"),
+    "checkpoint_every": ("training", "checkpoint_every"),
+    "precision": ("training", "precision"), "max_steps": ("training", "max_steps"),
+}
+
+
+class Group(click.Group):
+    """Turns a :class:`UserError` into one line on stderr and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from .distill import Interrupted
+
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except Interrupted as exc:
+            click.echo(f"interrupted: {exc}", err=True)
+            sys.exit(130)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    transformers.logging.set_verbosity_error()
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="ukd-compress")
+def cli() -> None:
+    """Turn a fine-tuned transformer teacher into a small student with Universal-KD.
+
+    \b
+    Start here:
+      ukd-compress tasks                     what tasks exist, which work offline
+      ukd-compress distill                   MiniLM-L6 teacher on SST-2 -> 2-layer student
+      ukd-compress distill --teacher roberta-large --student distilroberta --task mnli
+    """
+    _quiet_libraries()
+
+
+def data_options(f):
+    options = [
+        click.option("--task", help="GLUE task name (see `ukd-compress tasks`).  [default: sst2]"),
+        click.option("--data-dir", type=click.Path(file_okay=False),
+                     help="Folder in GLUE's TSV layout (<dir>/SST-2/train.tsv ...); "
+                          "default $UKD_DATA_DIR, else ./glue_data, else the hub."),
+        click.option("--train-file", type=click.Path(dir_okay=False),
+                     help="Your own training data (.csv, .tsv, .jsonl) instead of GLUE."),
+        click.option("--eval-file", type=click.Path(dir_okay=False),
+                     help="Your own evaluation data, same columns as --train-file."),
+        click.option("--text-column", multiple=True,
+                     help="Text column of --train-file; give it twice for sentence pairs."),
+        click.option("--label-column", help="Label column of --train-file.  [default: label]"),
+        click.option("--max-length", type=click.IntRange(8, 4096), help="Tokens per example."),
+        click.option("--max-train-samples", type=click.IntRange(1),
+                     help="Train on a random subset.  [default: all on GPU, 8000 on CPU]"),
+        click.option("--max-eval-samples", type=click.IntRange(1), help="Evaluate on a subset."),
+        click.option("--epochs", type=click.IntRange(1)),
+        click.option("--batch-size", type=click.IntRange(1)),
+        click.option("--lr", type=click.FloatRange(0, min_open=True), help="Learning rate."),
+        click.option("--seed", type=int),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def build_recipe(ctx: click.Context, recipe_file: str | None):
+    """The recipe file (or defaults) with every option the user typed applied on top."""
+    from .recipe import Recipe
+
+    recipe = Recipe.from_yaml(recipe_file) if recipe_file else Recipe()
+    for param, value in ctx.params.items():
+        if param not in RECIPE_OPTIONS:
+            continue
+        if ctx.get_parameter_source(param) not in (click.core.ParameterSource.COMMANDLINE,
+                                                   click.core.ParameterSource.ENVIRONMENT):
+            continue
+        section, field = RECIPE_OPTIONS[param]
+        recipe = recipe.replace(section, **{field: list(value) if isinstance(value, tuple) else value})
+    return recipe.validate()
+
+
+@cli.command()
+@click.option("--teacher", help="Fine-tuned classifier (hub name or folder), or a base to fine-tune "
+              "first: minilm-l6 (ships with the install), bert-base, roberta-large, distilroberta."
+              "  [default: minilm-l6]")
+@click.option("--student", help="teacher:K (K of the teacher's layers), a hub name or folder "
+              "(distilroberta), bilstm or cnn.  [default: teacher:2]")
+@click.option("--method", type=click.Choice(["ce", "kd", "pkd", "alp", "ukd", "ukd+pkd", "ukd+alp"]),
+              help="Loss: labels only, Hinton KD, Patient KD, ALP-KD, Universal-KD, or a mix."
+                   "  [default: ukd]")
+@click.option("--recipe", "recipe_file", type=click.Path(exists=True, dir_okay=False),
+              help="YAML recipe giving every setting at once (options override it).")
+@data_options
+@click.option("--alpha", type=float, help="Weight of the task loss.")
+@click.option("--beta", type=float, help="Weight of KD on final logits.")
+@click.option("--gamma", type=float, help="Weight of the Universal-KD layer loss.")
+@click.option("--delta", type=float, help="Weight of the PKD / ALP-KD hidden-state loss.")
+@click.option("--temperature", type=click.FloatRange(0, min_open=True))
+@click.option("--attention-space", type=click.Choice(["logits", "logprobs"]),
+              help="Where student layers attend over teacher layers.")
+@click.option("--attention-scale/--no-attention-scale", default=None,
+              help="Divide attention scores by sqrt(labels).")
+@click.option("--pseudo-head", type=click.Choice(["linear", "mlp"]), help="Pseudo classifier shape.")
+@click.option("--student-layers", type=click.IntRange(1), help="Depth of a bilstm/cnn student.")
+@click.option("--student-hidden", type=click.IntRange(1), help="Width of a bilstm/cnn student.")
+@click.option("--grad-accum", type=click.IntRange(1), help="Batches per optimizer step.")
+@click.option("--teacher-cache/--no-teacher-cache", default=None,
+              help="Reuse the frozen teacher's outputs after their first pass.  [default: on]")
+@click.option("--checkpoint-every", type=click.IntRange(1), help="Steps between checkpoints.")
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]),
+              help="auto: bf16 autocast on CUDA, fp32 on CPU.")
+@click.option("--max-steps", type=click.IntRange(1), help="Stop after this many optimizer steps.")
+@click.option("--output", type=click.Path(file_okay=False),
+              help="Run folder to create.  [default: runs/<task>-<student>-<method>-<time>]")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False),
+              help="Continue an interrupted run from its <run>.partial folder.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.pass_context
+def distill(ctx: click.Context, recipe_file: str | None, output: str | None, resume: str | None,
+            quiet: bool, **_options) -> None:
+    """Distil a teacher into a student, strip it, and write a run folder.
+
+    \b
+    The run folder holds recipe.yaml, checkpoints/, student/ (a stock model folder with no
+    pseudo classifiers: AutoModelForSequenceClassification.from_pretrained loads it),
+    report.json and report.png. Ctrl-C saves a checkpoint; --resume RUN.partial continues.
+    """
+    from .pipeline import run_distill
+
+    recipe = build_recipe(ctx, recipe_file)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    run_distill(recipe, Path(output) if output else None, Path(resume) if resume else None, quiet)
+
+
+def _raise_keyboard_interrupt(*_args) -> None:
+    raise KeyboardInterrupt
+
+
+@cli.command()
+@click.option("--base", default="minilm-l6", show_default=True,
+              help="Pretrained encoder: an alias (minilm-l6, bert-base, roberta-large, "
+                   "distilroberta), a hub name or a folder.")
+@data_options
+@click.option("--pseudo-head", type=click.Choice(["linear", "mlp"]), help="Pseudo classifier shape.")
+@click.option("--output", type=click.Path(file_okay=False),
+              help="Where to save the teacher.  [default: the cache, $UKD_HOME/teachers]")
+@click.pass_context
+def teacher(ctx: click.Context, base: str, output: str | None, **_options) -> None:
+    """Fine-tune a teacher and train its pseudo classifiers (stage 1), both cached."""
+    from .pipeline import load_task
+    from .teacher import finetune_teacher, load_teacher_with_heads, ukd_home
+    from .distill import make_accelerator
+
+    recipe = build_recipe(ctx, None)
+    for name in ("epochs", "lr"):
+        if ctx.params[name] is not None:
+            recipe = recipe.replace("teacher", **{f"finetune_{name}": ctx.params[name]})
+    data = load_task(recipe)
+    folder = Path(output) if output else ukd_home() / "teachers" / f"{Path(base).name}-{data.spec.name}"
+    if folder.exists():
+        raise UserError(f"{folder} already exists; remove it or pass another --output")
+    finetune_teacher(base, data.spec, data.train, data.evals, recipe, folder)
+    device = make_accelerator(recipe).device
+    *_, report, _ = load_teacher_with_heads(str(folder), data.spec, data.train, data.evals,
+                                           recipe, data.source, device)
+    click.echo(f"teacher saved to {folder}")
+    for split, metrics in report["teacher"].items():
+        click.echo(f"  {split}: {metrics}")
+        layers = ", ".join(f"{next(iter(m.values())):.1f}" for m in report["layers"][split])
+        click.echo(f"  pseudo classifiers by layer: {layers}")
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="Folder in GLUE's TSV layout.  [default: $UKD_DATA_DIR, else ./glue_data]")
+def tasks(data_dir: str | None) -> None:
+    """List the GLUE tasks, their columns, labels and metric, and which work offline."""
+    from .tasks import GLUE_TASKS, find_data_dir, offline_tasks
+
+    folder = find_data_dir(data_dir)
+    here = offline_tasks(folder)
+    click.echo(f"GLUE folder: {folder or 'none found (set --data-dir or UKD_DATA_DIR)'}")
+    click.echo(f"{'task':6s} {'columns':22s} {'labels':36s} {'metric':9s} offline")
+    for name, spec in GLUE_TASKS.items():
+        click.echo(f"{name:6s} {', '.join(spec.text_columns):22s} "
+                   f"{', '.join(spec.label_names):36s} {spec.metric:9s} "
+                   f"{'yes' if name in here else 'no (hub only)'}")
+    click.echo("Any task also works from your own files: --train-file/--eval-file.")
+
+
+def main() -> None:
+    cli(prog_name="ukd-compress")

@@ -1,0 +1,197 @@
+"""One distillation run, from a recipe to a finished run folder.
+
+Everything that can fail on bad input (task, data, teacher, student) is checked before the run
+folder exists. The run is written to ``<output>.partial`` and renamed to ``<output>`` only when
+the stripped student and its report are complete; an interrupted run resumes from its
+``.partial`` folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import Collator, subsample
+from .distill import Distiller, make_accelerator
+from .errors import UserError
+from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths
+from .recipe import Recipe
+from .report import plot_report
+from .strip import artifact_hashes, folder_bytes, strip
+from .students import Student, build_student, evenly_spaced
+from .tasks import TaskSpec, find_data_dir, get_task, load_files, load_glue
+from .teacher import load_teacher_with_heads, resolve_teacher
+
+CPU_TRAIN_SAMPLES = 8000
+PARTIAL = ".partial"
+
+
+@dataclass
+class TaskData:
+    spec: TaskSpec
+    train: datasets.Dataset
+    evals: dict[str, datasets.Dataset]
+    source: str
+
+
+def load_task(recipe: Recipe) -> TaskData:
+    """The task's spec and splits (subsampled as the recipe says), with a one-line source."""
+    cfg = recipe.task
+    if cfg.train_file or cfg.eval_file:
+        if not (cfg.train_file and cfg.eval_file):
+            raise UserError("pass both --train-file and --eval-file")
+        spec, splits = load_files(cfg.train_file, cfg.eval_file, tuple(cfg.text_columns),
+                                  cfg.label_column)
+        source = f"files {cfg.train_file}, {cfg.eval_file}"
+    else:
+        spec = get_task(cfg.name)
+        data_dir = find_data_dir(cfg.data_dir)
+        splits = load_glue(spec, data_dir)
+        source = f"GLUE folder {data_dir}" if "train" in splits and data_dir else "hub glue"
+    limit = cfg.max_train_samples
+    if limit is None and not torch.cuda.is_available():
+        limit = CPU_TRAIN_SAMPLES
+    train = subsample(splits["train"], limit, recipe.training.seed)
+    evals = {name: subsample(splits[name], cfg.max_eval_samples, recipe.training.seed)
+             for name in spec.eval_splits}
+    for name, split in {"train": train, **evals}.items():
+        if len(split) == 0:
+            raise UserError(f"the {name} split of {spec.name} is empty")
+    return TaskData(spec, train, evals, source)
+
+
+@dataclass
+class Setup:
+    """Everything a run needs, built and checked before its folder exists."""
+
+    data: TaskData
+    teacher: WithPseudoClassifiers
+    teacher_name: str
+    teacher_report: dict
+    teacher_heads_folder: Path
+    student: WithPseudoClassifiers
+    student_tokenizer: object
+    collate: Collator
+    layer_map: list[int]
+
+
+def _student_wrapper(recipe: Recipe, student: Student, teacher_heads: PseudoClassifiers,
+                     teacher_width: int) -> WithPseudoClassifiers:
+    """The student plus pseudo classifiers (UKD) and projections (PKD/ALP) as the method needs."""
+    weights = recipe.method.weights()
+    widths = backbone_widths(student.model)
+    pseudo = projection = None
+    if weights["gamma"]:
+        pseudo = PseudoClassifiers(widths, teacher_heads.num_labels, teacher_heads.kind)
+        if student.kept_layers is not None:  # start from the teacher's heads of the kept layers
+            pseudo.heads = nn.ModuleList(copy.deepcopy(teacher_heads.heads[i])
+                                         for i in student.kept_layers)
+    if weights["delta"] and any(w != teacher_width for w in widths):
+        projection = nn.ModuleList(nn.Linear(w, teacher_width) for w in widths)
+    return WithPseudoClassifiers(student.model, pseudo, projection)
+
+
+def prepare(recipe: Recipe) -> Setup:
+    recipe.validate()
+    data = load_task(recipe)
+    teacher_name = resolve_teacher(recipe, data.spec, data.train, data.evals)
+    device = make_accelerator(recipe).device
+    teacher, tokenizer, heads, report, heads_folder = load_teacher_with_heads(
+        teacher_name, data.spec, data.train, data.evals, recipe, data.source, device)
+    student = build_student(recipe.student.spec, teacher, tokenizer, data.spec.label_names,
+                            recipe.student.layers, recipe.student.hidden)
+    wrapped = _student_wrapper(recipe, student, heads, teacher.config.hidden_size)
+    depth = teacher.config.num_hidden_layers
+    layer_map = student.kept_layers or evenly_spaced(depth, len(backbone_widths(student.model)))
+    collate = Collator(student.tokenizer, tokenizer, recipe.task.max_length, data.spec.is_regression)
+    return Setup(data, WithPseudoClassifiers(teacher, heads), teacher_name, report, heads_folder,
+                 wrapped, student.tokenizer, collate, layer_map)
+
+
+def default_output(recipe: Recipe) -> Path:
+    slug = recipe.student.spec.replace(":", "").replace("/", "_")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{recipe.task.name}-{slug}-{recipe.method.name}-{stamp}"
+
+
+def params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None = None,
+                quiet: bool = False) -> Path:
+    """Distil, strip and report; returns the finished run folder."""
+    started = time.perf_counter()
+    if resume is not None:
+        if not (resume / "recipe.yaml").is_file() or not resume.name.endswith(PARTIAL):
+            raise UserError(f"{resume} is not an unfinished run folder (a *{PARTIAL} folder "
+                            "with recipe.yaml)")
+        recipe = Recipe.from_yaml(resume / "recipe.yaml")
+        work, final = resume, resume.with_name(resume.name[: -len(PARTIAL)])
+    else:
+        final = output or default_output(recipe)
+        work = final.with_name(final.name + PARTIAL)
+        for path in (final, work):
+            if path.exists():
+                raise UserError(f"{path} already exists; pick another --output "
+                                f"{'or --resume it' if path == work else ''}".strip())
+    setup = prepare(recipe)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "recipe.yaml").write_text(recipe.to_yaml())
+    shutil.copytree(setup.teacher_heads_folder, work / "teacher_pseudo_classifiers",
+                    dirs_exist_ok=True)
+    distiller = Distiller(recipe, setup.data.spec, setup.data.train, setup.data.evals,
+                          setup.student, setup.collate, work, setup.teacher, setup.layer_map, quiet)
+    progress = distiller.train(resume=resume is not None)
+    best = distiller.load_best()
+    strip(best, setup.student_tokenizer, work / "student")
+    student_metrics = next((h["eval"] for h in progress.history
+                            if h["step"] == progress.best_step), {})
+    report = {
+        "task": setup.data.spec.name, "data": setup.data.source,
+        "train_examples": len(setup.data.train),
+        "teacher": {"name": setup.teacher_name, "params": params(setup.teacher.backbone),
+                    "metrics": setup.teacher_report["teacher"],
+                    "pseudo_classifier_metrics": setup.teacher_report["layers"]},
+        "student": {"spec": recipe.student.spec, "params": params(best.backbone),
+                    "bytes": folder_bytes(work / "student"), "metrics": student_metrics,
+                    "best_step": progress.best_step},
+        "method": {"name": recipe.method.name, "weights": recipe.method.weights(),
+                   "temperature": recipe.method.temperature,
+                   "teacher_cache": distiller.cache is not None},
+        "history": progress.history,
+        "recipe_sha256": recipe.sha256(),
+        "device": str(distiller.device), "precision": recipe.training.precision,
+        "platform": platform.platform(), "torch": torch.__version__,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    report["artifacts"] = artifact_hashes(work, ("student", "teacher_pseudo_classifiers"))
+    report["artifacts"]["recipe.yaml"] = recipe.sha256()
+    (work / "report.json").write_text(json.dumps(report, indent=1))
+    plot_report(report, work / "report.png")
+    work.rename(final)
+    if not quiet:
+        tqdm.write(summary(report, final))
+    return final
+
+
+def summary(report: dict, run_dir: Path) -> str:
+    """A few lines a person reads at the end of a run."""
+    lines = [f"run folder: {run_dir}"]
+    for who in ("teacher", "student"):
+        metrics = report[who]["metrics"]
+        shown = ", ".join(f"{split} {k} {v:.2f}" for split, m in metrics.items() for k, v in m.items())
+        lines.append(f"{who:8s} {report[who]['params'] / 1e6:6.1f}M params  {shown}")
+    lines.append(f"stripped student: {run_dir / 'student'} "
+                 "(AutoModelForSequenceClassification.from_pretrained loads it)")
+    return "\n".join(lines)

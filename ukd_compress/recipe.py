@@ -1,0 +1,149 @@
+"""One dataclass tree describing a run completely, to and from YAML (torchdistill's idea)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+
+METHODS = ("ce", "kd", "pkd", "alp", "ukd", "ukd+pkd", "ukd+alp")
+
+# Loss weights per method: a*CE + b*KD + g*UKD + d*hidden-space term (PKD or ALP-KD).
+METHOD_WEIGHTS = {
+    "ce": dict(alpha=1.0, beta=0.0, gamma=0.0, delta=0.0),
+    "kd": dict(alpha=0.5, beta=0.5, gamma=0.0, delta=0.0),
+    "pkd": dict(alpha=0.5, beta=0.5, gamma=0.0, delta=10.0),
+    "alp": dict(alpha=0.8, beta=0.2, gamma=0.0, delta=100.0),
+    "ukd": dict(alpha=0.5, beta=0.5, gamma=0.5, delta=0.0),
+    "ukd+pkd": dict(alpha=0.5, beta=0.5, gamma=0.5, delta=10.0),
+    "ukd+alp": dict(alpha=0.5, beta=0.5, gamma=0.5, delta=100.0),
+}
+
+
+@dataclass
+class TeacherConfig:
+    name: str = "minilm-l6"          # hub name, folder of a fine-tuned classifier, or a base alias
+    pseudo_head: str = "mlp"         # linear | mlp
+    head_epochs: int = 3             # stage 1: epochs of pseudo-classifier training
+    head_lr: float = 1e-3
+    head_samples: int = 10000        # stage 1: training examples whose layer states are kept
+    finetune_epochs: int = 3         # fine-tuning a base alias into a teacher (cached)
+    finetune_lr: float = 1e-4
+
+
+@dataclass
+class StudentConfig:
+    spec: str = "teacher:2"          # teacher:K | hub name or folder | bilstm | cnn
+    layers: int = 2                  # bilstm / cnn depth
+    hidden: int = 256                # bilstm / cnn width
+
+
+@dataclass
+class TaskConfig:
+    name: str = "sst2"               # a GLUE name, or the stem of --train-file
+    data_dir: str | None = None      # a folder in GLUE's TSV layout
+    train_file: str | None = None
+    eval_file: str | None = None
+    text_columns: list[str] = field(default_factory=lambda: ["text"])
+    label_column: str = "label"
+    max_length: int = 128
+    max_train_samples: int | None = None   # None: all on GPU, 8,000 on CPU
+    max_eval_samples: int | None = None
+
+
+@dataclass
+class MethodConfig:
+    name: str = "ukd"
+    alpha: float | None = None       # CE weight (None: the method's default)
+    beta: float | None = None        # KD weight
+    gamma: float | None = None       # UKD weight
+    delta: float | None = None       # PKD / ALP-KD weight
+    temperature: float = 2.0
+    attention_space: str = "logits"  # logits | logprobs
+    attention_scale: bool = False
+
+    def weights(self) -> dict[str, float]:
+        defaults = METHOD_WEIGHTS[self.name]
+        return {k: defaults[k] if getattr(self, k) is None else getattr(self, k) for k in defaults}
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 2
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_accum: int = 1
+    seed: int = 42
+    cache_teacher: bool = True       # reuse the frozen teacher's logits after their first pass
+    checkpoint_every: int = 100      # optimizer steps between resumable checkpoints
+    precision: str = "auto"          # auto (bf16 on CUDA) | bf16 | fp32
+    max_steps: int | None = None     # stop early, e.g. for tests
+
+
+@dataclass
+class Recipe:
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def validate(self) -> "Recipe":
+        if self.method.name not in METHODS:
+            raise UserError(f"unknown method {self.method.name!r}; choose from {', '.join(METHODS)}")
+        if self.method.attention_space not in ("logits", "logprobs"):
+            raise UserError("attention space must be 'logits' or 'logprobs'")
+        if self.teacher.pseudo_head not in ("linear", "mlp"):
+            raise UserError("pseudo head must be 'linear' or 'mlp'")
+        if self.training.precision not in ("auto", "bf16", "fp32"):
+            raise UserError("precision must be auto, bf16 or fp32")
+        for name in ("epochs", "batch_size", "grad_accum", "checkpoint_every"):
+            if getattr(self.training, name) < 1:
+                raise UserError(f"training.{name} must be at least 1")
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(asdict(self), sort_keys=False)
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_yaml().encode()).hexdigest()
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Recipe":
+        parts = {}
+        for f in fields(cls):
+            section = data.get(f.name) or {}
+            if not isinstance(section, dict):
+                raise UserError(f"recipe section {f.name!r} must be a mapping")
+            known = {x.name for x in fields(f.default_factory)}
+            unknown = set(section) - known
+            if unknown:
+                raise UserError(f"recipe section {f.name!r} has unknown key(s) {sorted(unknown)}; "
+                                f"known: {sorted(known)}")
+            parts[f.name] = f.default_factory(**section)
+        extra = set(data) - {f.name for f in fields(cls)}
+        if extra:
+            raise UserError(f"recipe has unknown section(s) {sorted(extra)}")
+        return cls(**parts).validate()
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Recipe":
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"cannot read recipe {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"recipe {path} must be a YAML mapping")
+        return cls.from_dict(data)
+
+    def replace(self, section: str, **changes) -> "Recipe":
+        """A copy with some fields of one section changed."""
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section),
+                                                                         **changes)})

@@ -1,0 +1,55 @@
+"""Strip: drop what distillation added and keep a stock model folder, plus artifact hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from safetensors import safe_open
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .heads import WithPseudoClassifiers
+
+
+def save_model_folder(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path,
+                      extra_files: dict[str, str] | None = None) -> Path:
+    """A stock model folder (safetensors, config, tokenizer), written beside then renamed into place."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    for name, text in (extra_files or {}).items():
+        (tmp / name).write_text(text)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def strip(model: WithPseudoClassifiers, tokenizer: PreTrainedTokenizerBase, folder: Path) -> Path:
+    """Save the student's backbone alone: no pseudo classifier or projection leaves with it."""
+    save_model_folder(model.backbone, tokenizer, folder)
+    for weights in folder.glob("*.safetensors"):
+        with safe_open(str(weights), "pt") as f:
+            leaked = [k for k in f.keys() if k.startswith(("pseudo", "projection"))]
+        if leaked:
+            raise RuntimeError(f"stripped student still holds {leaked[:3]}")
+    return folder
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artifact_hashes(root: Path, folders: tuple[str, ...]) -> dict[str, str]:
+    """sha256 of every file under the named folders of ``root``, keyed by relative path."""
+    return {str(p.relative_to(root)): sha256(p)
+            for name in folders for p in sorted((root / name).rglob("*")) if p.is_file()}
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

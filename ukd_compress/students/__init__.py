@@ -1,0 +1,94 @@
+"""Student factory: ``teacher:K``, a hub name or folder, ``bilstm`` or ``cnn``."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from ..errors import UserError
+from ..models import load_base_classifier, load_config, load_tokenizer
+from .small import SMALL_STUDENTS
+
+
+@dataclass
+class Student:
+    """A student model and the tokenizer it reads raw text with."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    kept_layers: list[int] | None = None  # teacher layers a ``teacher:K`` student was built from
+
+
+def layer_list(model: nn.Module) -> nn.ModuleList:
+    """The transformer's stack of layers: the ModuleList as long as ``config.num_hidden_layers``."""
+    depth = model.config.num_hidden_layers
+    for _, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == depth:
+            return module
+    raise UserError(f"cannot find the layer stack of a {type(model).__name__} to truncate")
+
+
+def evenly_spaced(depth: int, k: int) -> list[int]:
+    """k of ``depth`` layer indices, the top of each of k equal segments (6, 2 -> [2, 5])."""
+    return [round((i + 1) * depth / k) - 1 for i in range(k)]
+
+
+def truncated_teacher(teacher: PreTrainedModel, k: int) -> tuple[PreTrainedModel, list[int]]:
+    """A k-layer copy of the teacher: its embeddings, k evenly spaced layers and its head (PKD)."""
+    depth = teacher.config.num_hidden_layers
+    if not 1 <= k <= depth:
+        raise UserError(f"student teacher:{k} needs 1 to {depth} layers: the teacher has {depth}")
+    student = copy.deepcopy(teacher)
+    layers = layer_list(student)
+    keep = evenly_spaced(depth, k)
+    kept = nn.ModuleList(layers[i] for i in keep)
+    for i in range(len(layers) - 1, -1, -1):
+        del layers[i]
+    layers.extend(kept)
+    student.config.num_hidden_layers = k
+    return student, keep
+
+
+def parse_spec(spec: str) -> tuple[str, int | None]:
+    """``teacher:4`` -> ("teacher", 4); anything else -> (spec, None)."""
+    if spec.startswith("teacher:"):
+        try:
+            return "teacher", int(spec.split(":", 1)[1])
+        except ValueError:
+            raise UserError(f"student {spec!r}: write teacher:K with K a number of layers") from None
+    return spec, None
+
+
+def build_student(spec: str, teacher: PreTrainedModel, teacher_tokenizer: PreTrainedTokenizerBase,
+                  label_names: tuple[str, ...], layers: int = 2, hidden: int = 256) -> Student:
+    """The student named by ``spec``; ``layers``/``hidden`` size the BiLSTM and CNN students."""
+    kind, k = parse_spec(spec)
+    if kind == "teacher":
+        model, kept = truncated_teacher(teacher, k)
+        return Student(model, teacher_tokenizer, kept)
+    if kind in SMALL_STUDENTS:
+        config_cls, model_cls = SMALL_STUDENTS[kind]
+        width = teacher.config.hidden_size
+        config = config_cls(vocab_size=len(teacher_tokenizer), embedding_dim=width,
+                            hidden_size=hidden, num_hidden_layers=layers,
+                            pad_token_id=teacher_tokenizer.pad_token_id,
+                            num_labels=len(label_names), id2label=dict(enumerate(label_names)),
+                            label2id={l: i for i, l in enumerate(label_names)},
+                            architectures=[model_cls.__name__])
+        model = model_cls(config)
+        embeddings = teacher.get_input_embeddings().weight
+        if embeddings.shape == model.embeddings.weight.shape:
+            model.embeddings.weight.data.copy_(embeddings.data)
+        return Student(model, teacher_tokenizer)
+    config = load_config(spec)
+    try:
+        tokenizer = load_tokenizer(spec)
+    except UserError:
+        tokenizer = teacher_tokenizer
+        if config.vocab_size < len(tokenizer):
+            raise UserError(f"student {spec!r} has no tokenizer and its vocabulary ({config.vocab_size}) "
+                            f"cannot hold the teacher's ({len(tokenizer)} tokens)") from None
+    return Student(load_base_classifier(spec, label_names), tokenizer)

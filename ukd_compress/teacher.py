@@ -1,0 +1,156 @@
+"""Teachers: fine-tuning a base into one, and stage 1 of Universal-KD (its pseudo classifiers).
+
+Both results are cached under ``UKD_HOME`` (default ``~/.cache/ukd-compress``), so a second run
+starts at the student: ``teachers/<base>-<task>/`` holds a stock fine-tuned model folder and
+``pseudo_classifiers/<key>/`` the teacher's pseudo classifiers (safetensors) with their dev metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import datasets
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .data import Collator, batches, subsample
+from .distill import Distiller
+from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths, layer_states
+from .losses import task_loss
+from .models import BASE_ALIASES, load_base_classifier, load_teacher, load_tokenizer
+from .recipe import Recipe
+from .strip import save_model_folder
+from .tasks import TaskSpec, compute_metrics
+
+
+def ukd_home() -> Path:
+    return Path(os.environ.get("UKD_HOME", "~/.cache/ukd-compress")).expanduser()
+
+
+def finetune_teacher(base: str, spec: TaskSpec, train: datasets.Dataset,
+                     evals: dict[str, datasets.Dataset], recipe: Recipe, folder: Path) -> Path:
+    """Fine-tune ``base`` on the task with cross-entropy and save it as a stock model folder."""
+    tokenizer = load_tokenizer(base)
+    model = load_base_classifier(base, spec.label_names)
+    teacher_recipe = Recipe(task=recipe.task, training=recipe.training).replace(
+        "method", name="ce").replace("training", epochs=recipe.teacher.finetune_epochs,
+                                     lr=recipe.teacher.finetune_lr, max_steps=None)
+    work = folder.with_name(folder.name + ".work")
+    collate = Collator(tokenizer, None, recipe.task.max_length, spec.is_regression)
+    distiller = Distiller(teacher_recipe, spec, train, evals, WithPseudoClassifiers(model),
+                          collate, work)
+    distiller.train(resume=True)
+    best = distiller.load_best().backbone
+    metrics = distiller.progress.history
+    save_model_folder(best, tokenizer, folder,
+                      {"teacher.json": json.dumps({"base": base, "task": spec.name,
+                                                   "history": metrics,
+                                                   "recipe": teacher_recipe.to_yaml()}, indent=1)})
+    shutil.rmtree(work, ignore_errors=True)
+    return folder
+
+
+def resolve_teacher(recipe: Recipe, spec: TaskSpec, train: datasets.Dataset,
+                    evals: dict[str, datasets.Dataset]) -> str:
+    """The folder or hub name of a fine-tuned teacher; a base alias is fine-tuned once and cached."""
+    name = recipe.teacher.name
+    if name not in BASE_ALIASES:
+        return name
+    folder = ukd_home() / "teachers" / f"{name}-{spec.name}"
+    if not (folder / "config.json").is_file():
+        tqdm.write(f"fine-tuning a {name} teacher on {spec.name} (cached in {folder} for later runs)")
+        finetune_teacher(name, spec, train, evals, recipe, folder)
+    return str(folder)
+
+
+def collect_states(model: PreTrainedModel, split: datasets.Dataset, collate: Collator,
+                   batch_size: int, device: torch.device) -> tuple[list[torch.Tensor], torch.Tensor,
+                                                                    torch.Tensor]:
+    """Per-layer representations (layers x (n, width), float16 on CPU), final logits and labels."""
+    model.eval()
+    states, logits, labels = [], [], []
+    with torch.no_grad():
+        for batch in batches(split, collate, batch_size):
+            batch = batch.to(device)
+            out = model(**batch.teacher_inputs, output_hidden_states=True)
+            states.append([s.half().cpu() for s in layer_states(out.hidden_states)])
+            logits.append(out.logits.float().cpu())
+            labels.append(batch.labels.cpu())
+    per_layer = [torch.cat(layer) for layer in zip(*states)]
+    return per_layer, torch.cat(logits), torch.cat(labels)
+
+
+def train_pseudo_classifiers(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                             spec: TaskSpec, train: datasets.Dataset,
+                             evals: dict[str, datasets.Dataset], recipe: Recipe,
+                             device: torch.device) -> tuple[PseudoClassifiers, dict]:
+    """Stage 1: the teacher frozen, train one pseudo classifier per layer on the task labels.
+
+    The backbone runs once over (at most ``head_samples``) examples and its layer states are kept,
+    so the heads' epochs cost almost nothing. Returns the heads and the per-layer dev metrics.
+    """
+    cfg = recipe.teacher
+    collate = Collator(tokenizer, tokenizer, recipe.task.max_length, spec.is_regression)
+    teacher.to(device)
+    sample = subsample(train, cfg.head_samples, recipe.training.seed)
+    states, _, labels = collect_states(teacher, sample, collate, 64, device)
+    heads = PseudoClassifiers(backbone_widths(teacher), spec.num_labels, cfg.pseudo_head).to(device)
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=cfg.head_lr)
+    generator = torch.Generator().manual_seed(recipe.training.seed)
+    heads.train()
+    steps = cfg.head_epochs * ((len(labels) + 63) // 64)
+    for _ in tqdm(range(cfg.head_epochs), desc="teacher pseudo classifiers", leave=False):
+        for rows in torch.randperm(len(labels), generator=generator).split(64):
+            logits = heads([s[rows].float().to(device) for s in states])
+            target = labels[rows].to(device)
+            loss = sum(task_loss(logits[:, j], target) for j in range(logits.shape[1]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    heads.eval()
+    report = {"steps": steps, "teacher": {}, "layers": {}}
+    with torch.no_grad():
+        for name, split in evals.items():
+            eval_states, final, eval_labels = collect_states(teacher, split, collate, 64, device)
+            pseudo = heads([s.float().to(device) for s in eval_states]).cpu()
+            report["teacher"][name] = compute_metrics(spec, final.numpy(), eval_labels.numpy())
+            report["layers"][name] = [compute_metrics(spec, pseudo[:, j].numpy(), eval_labels.numpy())
+                                      for j in range(pseudo.shape[1])]
+    return heads, report
+
+
+def teacher_heads_key(teacher_name: str, spec: TaskSpec, recipe: Recipe, data_id: str) -> str:
+    cfg = recipe.teacher
+    parts = [str(Path(teacher_name).resolve()) if Path(teacher_name).exists() else teacher_name,
+             spec.name, data_id, cfg.pseudo_head, cfg.head_epochs, cfg.head_lr, cfg.head_samples,
+             recipe.task.max_length, recipe.training.seed]
+    weights = Path(teacher_name) / "model.safetensors"
+    if weights.is_file():
+        parts.append(weights.stat().st_mtime_ns)
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+def load_teacher_with_heads(teacher_name: str, spec: TaskSpec, train: datasets.Dataset,
+                            evals: dict[str, datasets.Dataset], recipe: Recipe, data_id: str,
+                            device: torch.device) -> tuple[PreTrainedModel, PreTrainedTokenizerBase,
+                                                           PseudoClassifiers, dict, Path]:
+    """The teacher, its tokenizer and its pseudo classifiers, trained now or read from the cache."""
+    teacher = load_teacher(teacher_name, spec.num_labels)
+    tokenizer = load_tokenizer(teacher_name)
+    folder = ukd_home() / "pseudo_classifiers" / teacher_heads_key(teacher_name, spec, recipe, data_id)
+    if (folder / "pseudo_classifiers.json").is_file():
+        heads = PseudoClassifiers.load(folder)
+        report = json.loads((folder / "pseudo_classifiers.json").read_text())["report"]
+        return teacher, tokenizer, heads, report, folder
+    heads, report = train_pseudo_classifiers(teacher, tokenizer, spec, train, evals, recipe, device)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    heads.cpu().save(tmp, {"teacher": teacher_name, "task": spec.name, "report": report})
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return teacher, tokenizer, heads, report, folder
