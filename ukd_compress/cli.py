@@ -47,6 +47,9 @@ class Group(click.Group):
         except Interrupted as exc:
             click.echo(f"interrupted: {exc}", err=True)
             sys.exit(130)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
 
 
 def _quiet_libraries() -> None:
@@ -185,15 +188,15 @@ def _raise_keyboard_interrupt(*_args) -> None:
 def teacher(ctx: click.Context, base: str, output: str | None, **_options) -> None:
     """Fine-tune a teacher and train its pseudo classifiers (stage 1), both cached."""
     from .pipeline import load_task
-    from .teacher import finetune_teacher, load_teacher_with_heads, ukd_home
+    from .teacher import finetune_teacher, load_teacher_with_heads, teacher_folder
     from .distill import make_accelerator
 
     recipe = build_recipe(ctx, None)
-    for name in ("epochs", "lr"):
+    for name in ("epochs", "lr", "batch_size"):
         if ctx.params[name] is not None:
             recipe = recipe.replace("teacher", **{f"finetune_{name}": ctx.params[name]})
     data = load_task(recipe)
-    folder = Path(output) if output else ukd_home() / "teachers" / f"{Path(base).name}-{data.spec.name}"
+    folder = Path(output) if output else teacher_folder(base, data.spec, recipe, data.train)
     if folder.exists():
         raise UserError(f"{folder} already exists; remove it or pass another --output")
     finetune_teacher(base, data.spec, data.train, data.evals, recipe, folder)

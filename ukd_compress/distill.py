@@ -75,7 +75,8 @@ class Progress:
     step: int = 0
     best_metric: float = -math.inf
     best_step: int = 0
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)   # per epoch: step and eval metrics
+    losses: list[float] = field(default_factory=list)   # per optimizer step
 
 
 def predict(model: nn.Module, split: datasets.Dataset, collate: Collator, batch_size: int,
@@ -256,8 +257,9 @@ class Distiller:
                     if not self.accelerator.sync_gradients:
                         continue
                     p.step, p.batch = p.step + 1, start + (i + 1) * world
+                    p.losses.append(round(terms["loss"].item(), 6))
                     bar.update(1)
-                    bar.set_postfix(loss=f"{terms['loss'].item():.4f}",
+                    bar.set_postfix(loss=f"{p.losses[-1]:.4f}",
                                     ex_s=f"{seen / (time.perf_counter() - started):.0f}")
                     if p.step % cfg.checkpoint_every == 0:
                         self.save_checkpoint()

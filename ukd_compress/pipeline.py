@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import Collator, subsample
-from .distill import Distiller, make_accelerator
+from .distill import Distiller, Interrupted, make_accelerator
 from .errors import UserError
 from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths
 from .recipe import Recipe
@@ -152,7 +152,10 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
                     dirs_exist_ok=True)
     distiller = Distiller(recipe, setup.data.spec, setup.data.train, setup.data.evals,
                           setup.student, setup.collate, work, setup.teacher, setup.layer_map, quiet)
-    progress = distiller.train(resume=resume is not None)
+    try:
+        progress = distiller.train(resume=resume is not None)
+    except Interrupted as exc:
+        raise Interrupted(f"{exc}; continue with: ukd-compress distill --resume {work}") from None
     best = distiller.load_best()
     strip(best, setup.student_tokenizer, work / "student")
     student_metrics = next((h["eval"] for h in progress.history

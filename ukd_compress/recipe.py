@@ -34,6 +34,7 @@ class TeacherConfig:
     head_samples: int = 10000        # stage 1: training examples whose layer states are kept
     finetune_epochs: int = 3         # fine-tuning a base alias into a teacher (cached)
     finetune_lr: float = 1e-4
+    finetune_batch_size: int = 32
 
 
 @dataclass

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .data import Collator, batches, subsample
-from .distill import Distiller
+from .distill import Distiller, Interrupted
 from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths, layer_states
 from .losses import task_loss
 from .models import BASE_ALIASES, load_base_classifier, load_teacher, load_tokenizer
@@ -37,14 +37,19 @@ def finetune_teacher(base: str, spec: TaskSpec, train: datasets.Dataset,
     """Fine-tune ``base`` on the task with cross-entropy and save it as a stock model folder."""
     tokenizer = load_tokenizer(base)
     model = load_base_classifier(base, spec.label_names)
-    teacher_recipe = Recipe(task=recipe.task, training=recipe.training).replace(
-        "method", name="ce").replace("training", epochs=recipe.teacher.finetune_epochs,
-                                     lr=recipe.teacher.finetune_lr, max_steps=None)
+    cfg = recipe.teacher
+    teacher_recipe = Recipe(task=recipe.task).replace("method", name="ce").replace(
+        "training", epochs=cfg.finetune_epochs, lr=cfg.finetune_lr,
+        batch_size=cfg.finetune_batch_size, seed=recipe.training.seed,
+        precision=recipe.training.precision)
     work = folder.with_name(folder.name + ".work")
     collate = Collator(tokenizer, None, recipe.task.max_length, spec.is_regression)
     distiller = Distiller(teacher_recipe, spec, train, evals, WithPseudoClassifiers(model),
                           collate, work)
-    distiller.train(resume=True)
+    try:
+        distiller.train(resume=True)
+    except Interrupted as exc:
+        raise Interrupted(f"{exc} while fine-tuning the teacher; the same command continues it") from None
     best = distiller.load_best().backbone
     metrics = distiller.progress.history
     save_model_folder(best, tokenizer, folder,
@@ -55,13 +60,23 @@ def finetune_teacher(base: str, spec: TaskSpec, train: datasets.Dataset,
     return folder
 
 
+def teacher_folder(base: str, spec: TaskSpec, recipe: Recipe, train: datasets.Dataset) -> Path:
+    """Where the teacher fine-tuned from ``base`` under these settings is cached."""
+    cfg = recipe.teacher
+    sample = train[:4]["text_a"] + train[-4:]["text_a"]  # identifies the data and its subsample
+    settings = [cfg.finetune_epochs, cfg.finetune_lr, cfg.finetune_batch_size, len(train), sample,
+                recipe.task.max_length, recipe.training.seed]
+    key = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:8]
+    return ukd_home() / "teachers" / f"{Path(base).name}-{spec.name}-{key}"
+
+
 def resolve_teacher(recipe: Recipe, spec: TaskSpec, train: datasets.Dataset,
                     evals: dict[str, datasets.Dataset]) -> str:
     """The folder or hub name of a fine-tuned teacher; a base alias is fine-tuned once and cached."""
     name = recipe.teacher.name
     if name not in BASE_ALIASES:
         return name
-    folder = ukd_home() / "teachers" / f"{name}-{spec.name}"
+    folder = teacher_folder(name, spec, recipe, train)
     if not (folder / "config.json").is_file():
         tqdm.write(f"fine-tuning a {name} teacher on {spec.name} (cached in {folder} for later runs)")
         finetune_teacher(name, spec, train, evals, recipe, folder)

@@ -61,6 +61,12 @@ class _SmallStudent(PreTrainedModel):
         self.classifier = nn.Linear(config.layer_widths[-1], config.num_labels)
         self.post_init()
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings = value
+
     def _build_layers(self, config: SmallStudentConfig) -> nn.ModuleList:
         raise NotImplementedError
 

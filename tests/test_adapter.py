@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from ukd_compress.errors import UserError
+from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths
+from ukd_compress.students import truncated_teacher
+
+from conftest import FAMILIES, tiny
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_gives_per_layer_states_and_pseudo_logits(family):
+    model = tiny(family, num_labels=3)
+    widths = backbone_widths(model)
+    wrapped = WithPseudoClassifiers(model, PseudoClassifiers(widths, 3))
+    ids = torch.randint(5, 1000, (4, 9))
+    mask = torch.ones_like(ids)
+    mask[0, 5:] = 0
+    out = wrapped(with_states=True, input_ids=ids, attention_mask=mask)
+    assert out.logits.shape == (4, 3)
+    assert out.pseudo_logits.shape == (4, len(widths), 3)
+    assert out.states.shape == (4, len(widths), widths[0])
+    out.pseudo_logits.sum().backward()
+    assert model.get_input_embeddings().weight.grad.abs().sum() > 0
+
+
+def test_cnn_student_ignores_padding():
+    model = tiny("cnn")
+    ids = torch.randint(5, 1000, (1, 6))
+    padded = torch.cat([ids, torch.randint(5, 1000, (1, 3))], dim=1)
+    mask = torch.cat([torch.ones(1, 6), torch.zeros(1, 3)], dim=1).long()
+    a = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    b = model(input_ids=padded, attention_mask=mask).logits
+    assert torch.allclose(a, b, atol=1e-6)  # convolutions see zeros past the end either way
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_truncated_teacher_keeps_evenly_spaced_layers(family):
+    teacher = tiny(family)
+    student, kept = truncated_teacher(teacher, 2)
+    assert kept == [1, 3]
+    assert student.config.num_hidden_layers == 2
+    ids = torch.randint(5, 1000, (2, 7))
+    full, _ = truncated_teacher(teacher, 4)
+    assert torch.allclose(full(input_ids=ids).logits, teacher(input_ids=ids).logits, atol=1e-6)
+    assert not torch.allclose(student(input_ids=ids).logits, teacher(input_ids=ids).logits)
+    assert teacher.config.num_hidden_layers == 4  # the teacher itself is untouched
+
+
+def test_truncation_beyond_the_teachers_depth_is_a_clear_error():
+    with pytest.raises(UserError, match="1 to 4 layers"):
+        truncated_teacher(tiny("bert"), 5)

@@ -1,0 +1,156 @@
+"""The ukd-compress command as a user runs it: a real process, real offline data and teacher."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from conftest import tiny
+
+# Few examples and steps: this proves the path, not the quality (see benchmarks/ for that).
+SMALL = ["--task", "rte", "--max-train-samples", "64", "--max-eval-samples", "32",
+         "--batch-size", "16", "--epochs", "1"]
+
+
+def ukd(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ukd_compress", *args], capture_output=True,
+                          text=True, timeout=900, env=os.environ.copy(), **kwargs)
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, message: str, output: Path) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr, result.stderr
+    assert not output.exists() and not output.with_name(output.name + ".partial").exists()
+
+
+def test_distill_end_to_end_on_real_offline_data(tmp_path):
+    out = tmp_path / "run"
+    result = ukd("distill", *SMALL, "--student", "teacher:2", "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "teacher" in result.stdout + result.stderr and "student" in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["task"] == "rte" and report["train_examples"] == 64
+    assert report["method"]["name"] == "ukd" and report["method"]["teacher_cache"]
+    assert report["student"]["params"] < report["teacher"]["params"]
+    assert 0 <= report["student"]["metrics"]["validation"]["accuracy"] <= 100
+    assert len(report["teacher"]["pseudo_classifier_metrics"]["validation"]) == 6
+    assert (out / "report.png").stat().st_size > 1000
+    assert (out / "recipe.yaml").is_file() and (out / "checkpoints" / "last").is_dir()
+    for name, digest in report["artifacts"].items():
+        if name != "recipe.yaml":
+            assert len(digest) == 64 and (out / name).is_file()
+    student = AutoModelForSequenceClassification.from_pretrained(out / "student")
+    tokenizer = AutoTokenizer.from_pretrained(out / "student")
+    assert student.config.num_hidden_layers == 2
+    assert student.config.id2label == {0: "entailment", 1: "not_entailment"}
+    with safe_open(str(out / "student" / "model.safetensors"), "pt") as f:
+        assert not [k for k in f.keys() if "pseudo" in k]
+    enc = tokenizer("A man sleeps.", "Someone is asleep.", return_tensors="pt")
+    assert student(**enc).logits.shape == (1, 2)
+    assert not out.with_name("run.partial").exists()
+
+
+def test_second_run_reuses_the_cached_teacher_and_recipe_file(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method:\n  name: ce\nstudent:\n  spec: teacher:1\n")
+    result = ukd("distill", *SMALL, "--recipe", str(recipe), "--output", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fine-tuning" not in result.stderr + result.stdout
+    saved = (tmp_path / "run" / "recipe.yaml").read_text()
+    assert "name: ce" in saved and "spec: teacher:1" in saved and "name: rte" in saved
+
+
+def test_cnn_student_from_the_teacher_tokenizer(tmp_path):
+    result = ukd("distill", *SMALL, "--student", "cnn", "--student-hidden", "32",
+                 "--output", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    import ukd_compress  # noqa: F401  registers the CNN with the Auto classes
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "student")
+    assert type(model).__name__ == "CNNForSequenceClassification"
+
+
+def test_kill_then_resume(tmp_path):
+    out = tmp_path / "run"
+    partial = tmp_path / "run.partial"
+    args = ["distill", "--task", "rte", "--max-train-samples", "64", "--max-eval-samples", "16",
+            "--batch-size", "8", "--epochs", "5", "--checkpoint-every", "2", "--output", str(out),
+            "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "ukd_compress", *args], stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=os.environ.copy())
+    progress = partial / "checkpoints" / "last" / "progress.json"
+    deadline = time.time() + 600
+    while not progress.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "--resume" in err and not out.exists()
+    done = json.loads(progress.read_text())["step"]
+    assert 0 < done < 40
+    result = ukd("distill", "--resume", str(partial), "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["history"][-1]["step"] == 40
+    assert not partial.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "imdb"], "unknown task 'imdb'"),
+    (["--teacher", "/nonexistent/teacher"], "could not load '/nonexistent/teacher'"),
+    (["--student", "teacher:9"], "1 to 6 layers"),
+    (["--task", "mnli"], "tasks that work offline here: sst2, rte"),
+    (["--method", "magic"], "Invalid value for '--method'"),
+])
+def test_bad_input_is_one_clear_line_and_no_run_folder(tmp_path, args, message):
+    out = tmp_path / "run"
+    result = ukd("distill", *SMALL, *args, "--output", str(out))
+    assert_clean_failure(result, message, out)
+
+
+def test_non_classifier_teacher(tmp_path):
+    folder = tmp_path / "bare"
+    tiny("bert").bert.save_pretrained(folder)
+    out = tmp_path / "run"
+    result = ukd("distill", *SMALL, "--teacher", str(folder), "--output", str(out))
+    assert_clean_failure(result, "not a fine-tuned sequence classifier", out)
+
+
+def test_malformed_and_empty_files(tmp_path):
+    good = tmp_path / "good.csv"
+    good.write_text("text,label\ngreat,1\nawful,0\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n")
+    broken = tmp_path / "broken.csv"
+    broken.write_text('text,label\n"unclosed,1\nx,y,z,w\n')
+    out = tmp_path / "run"
+    for train, message in ((empty, "is empty"), (broken, "")):
+        result = ukd("distill", "--train-file", str(train), "--eval-file", str(good),
+                     "--text-column", "text", "--max-train-samples", "8", "--output", str(out))
+        assert_clean_failure(result, message or "error:", out)
+
+
+def test_existing_output_is_never_overwritten(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = ukd("distill", *SMALL, "--output", str(out))
+    assert result.returncode == 2 and "already exists" in result.stderr
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_tasks_and_help_teach():
+    result = ukd("tasks")
+    assert result.returncode == 0
+    assert "sst2" in result.stdout and "yes" in result.stdout and "no (hub only)" in result.stdout
+    help_text = ukd("distill", "--help").stdout
+    for word in ("--teacher", "teacher:K", "bilstm", "--resume", "--recipe", "ukd+alp"):
+        assert word in help_text

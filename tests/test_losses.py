@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from ukd_compress import losses
+from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers
+
+from conftest import tiny
+
+
+def test_layer_attention_rows_sum_to_one():
+    torch.manual_seed(0)
+    for space in ("logits", "logprobs"):
+        for scale in (False, True):
+            a = losses.layer_attention(torch.randn(5, 3, 4), torch.randn(5, 7, 4), space, scale)
+            assert a.shape == (5, 3, 7)
+            assert torch.allclose(a.sum(-1), torch.ones(5, 3), atol=1e-6)
+            assert (a >= 0).all()
+
+
+def test_attention_prefers_the_teacher_layer_that_agrees():
+    teacher = torch.tensor([[[5.0, -5.0], [-5.0, 5.0]]])   # layer 0 says class 0, layer 1 class 1
+    student = torch.tensor([[[-4.0, 4.0]]])                 # the student layer says class 1
+    a = losses.layer_attention(student, teacher)
+    assert a[0, 0, 1] > 0.99
+
+
+def test_ukd_is_zero_when_student_matches_projected_teacher():
+    torch.manual_seed(0)
+    z = torch.randn(8, 1, 3)
+    teacher = z.repeat(1, 6, 1)          # every teacher layer says z: the projection is z
+    student = z.repeat(1, 2, 1)
+    assert losses.ukd(student, teacher, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.ukd(student + torch.randn_like(student), teacher, 2.0).item() > 1e-3
+
+
+def test_ukd_target_is_the_attention_mix_of_teacher_layers():
+    torch.manual_seed(1)
+    student, teacher = torch.randn(4, 2, 3), torch.randn(4, 5, 3)
+    mix = losses.layer_attention(student, teacher) @ teacher
+    expected = 2 * losses.soft_target_loss(student, mix, 1.0)
+    assert losses.ukd(student, teacher, 1.0).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_kd_pkd_alp_are_zero_on_agreement_and_positive_otherwise():
+    torch.manual_seed(2)
+    logits, states = torch.randn(4, 3), torch.randn(4, 2, 16)
+    assert losses.kd(logits, logits, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.kd(logits, -logits, 2.0).item() > 0.1
+    assert losses.pkd(states, 3 * states).item() == pytest.approx(0.0, abs=1e-6)  # normalised
+    assert losses.pkd(states, torch.randn(4, 2, 16)).item() > 0.1
+    assert losses.alp(states, torch.randn(4, 5, 16)).item() > 0.0
+
+
+def test_regression_uses_mean_squared_error():
+    s, t = torch.tensor([[1.0], [2.0]]), torch.tensor([[1.5], [2.0]])
+    assert losses.kd(s, t, 2.0).item() == pytest.approx(0.125)
+    assert losses.task_loss(s, torch.tensor([1.0, 3.0])).item() == pytest.approx(0.5)
+
+
+def test_gradients_reach_the_student_and_never_the_teacher():
+    teacher_model, student_model = tiny("bert"), tiny("cnn")
+    teacher = WithPseudoClassifiers(teacher_model, PseudoClassifiers([32] * 4, 2))
+    student = WithPseudoClassifiers(student_model, PseudoClassifiers([16] * 3, 2))
+    teacher.train(), student.train()
+    ids = torch.randint(5, 1000, (4, 12))
+    mask = torch.ones_like(ids)
+    t = teacher(input_ids=ids, attention_mask=mask)
+    s = student(input_ids=ids, attention_mask=mask)
+    loss = (losses.task_loss(s.logits, torch.tensor([0, 1, 0, 1])) + losses.kd(s.logits, t.logits, 2.0)
+            + losses.ukd(s.pseudo_logits, t.pseudo_logits, 2.0))
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert student.backbone.embeddings.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in student.pseudo.parameters()
+               if p.ndim > 1)
