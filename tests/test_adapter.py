@@ -50,3 +50,16 @@ def test_truncated_teacher_keeps_evenly_spaced_layers(family):
 def test_truncation_beyond_the_teachers_depth_is_a_clear_error():
     with pytest.raises(UserError, match="1 to 4 layers"):
         truncated_teacher(tiny("bert"), 5)
+
+
+def test_layer_states_pool_valid_tokens_or_take_the_first():
+    from ukd_compress.heads import layer_states
+
+    h = torch.arange(24.0).reshape(1, 4, 6).repeat(2, 1, 1)
+    hidden = (torch.zeros_like(h), h)      # embeddings are skipped
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    mean = layer_states(hidden, mask, "mean")[0]
+    assert torch.allclose(mean[0], h[0, :2].mean(0)) and torch.allclose(mean[1], h[1].mean(0))
+    assert torch.equal(layer_states(hidden, mask, "cls")[0], h[:, 0])
+    pooled = torch.randn(2, 6)
+    assert layer_states((pooled, pooled), mask, "mean")[0] is pooled

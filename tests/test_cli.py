@@ -82,7 +82,7 @@ def test_kill_then_resume(tmp_path):
     out = tmp_path / "run"
     partial = tmp_path / "run.partial"
     args = ["distill", "--task", "rte", "--max-train-samples", "64", "--max-eval-samples", "16",
-            "--batch-size", "8", "--epochs", "5", "--checkpoint-every", "2", "--output", str(out),
+            "--batch-size", "8", "--epochs", "10", "--checkpoint-every", "2", "--output", str(out),
             "--quiet"]
     proc = subprocess.Popen([sys.executable, "-m", "ukd_compress", *args], stderr=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=os.environ.copy())
@@ -95,11 +95,11 @@ def test_kill_then_resume(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "--resume" in err and not out.exists()
     done = json.loads(progress.read_text())["step"]
-    assert 0 < done < 40
+    assert 0 < done < 80
     result = ukd("distill", "--resume", str(partial), "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
-    assert report["history"][-1]["step"] == 40
+    assert report["history"][-1]["step"] == 80
     assert not partial.exists()
 
 
@@ -154,3 +154,15 @@ def test_tasks_and_help_teach():
     help_text = ukd("distill", "--help").stdout
     for word in ("--teacher", "teacher:K", "bilstm", "--resume", "--recipe", "ukd+alp"):
         assert word in help_text
+
+
+def test_teacher_command_fine_tunes_and_trains_pseudo_classifiers(tmp_path):
+    out = tmp_path / "teacher"
+    result = ukd("teacher", "--base", "minilm-l6", "--task", "rte", "--max-train-samples", "32",
+                 "--max-eval-samples", "16", "--epochs", "1", "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pseudo classifiers by layer" in result.stdout
+    teacher = AutoModelForSequenceClassification.from_pretrained(out)
+    assert teacher.config.num_labels == 2 and teacher.config.num_hidden_layers == 6
+    again = ukd("teacher", "--base", "minilm-l6", "--task", "rte", "--output", str(out))
+    assert again.returncode == 2 and "already exists" in again.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .errors import UserError
+from .errors import CheckFailed, UserError
 
 # CLI option -> (recipe section, field). Only options the user gives override the recipe.
 RECIPE_OPTIONS = {
@@ -24,7 +24,7 @@ RECIPE_OPTIONS = {
     "method": ("method", "name"), "alpha": ("method", "alpha"), "beta": ("method", "beta"),
     "gamma": ("method", "gamma"), "delta": ("method", "delta"),
     "temperature": ("method", "temperature"), "attention_space": ("method", "attention_space"),
-    "attention_scale": ("method", "attention_scale"),
+    "attention_scale": ("method", "attention_scale"), "layer_pooling": ("method", "layer_pooling"),
     "epochs": ("training", "epochs"), "batch_size": ("training", "batch_size"),
     "lr": ("training", "lr"), "grad_accum": ("training", "grad_accum"),
     "seed": ("training", "seed"), "teacher_cache": ("training", "cache_teacher"),
@@ -44,6 +44,9 @@ class Group(click.Group):
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except CheckFailed as exc:
+            click.echo(f"check failed: {exc}", err=True)
+            sys.exit(1)
         except Interrupted as exc:
             click.echo(f"interrupted: {exc}", err=True)
             sys.exit(130)
@@ -141,6 +144,8 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
 @click.option("--attention-scale/--no-attention-scale", default=None,
               help="Divide attention scores by sqrt(labels).")
 @click.option("--pseudo-head", type=click.Choice(["linear", "mlp"]), help="Pseudo classifier shape.")
+@click.option("--layer-pooling", type=click.Choice(["mean", "cls"]),
+              help="A transformer layer's vector: mean over tokens, or the first token.")
 @click.option("--student-layers", type=click.IntRange(1), help="Depth of a bilstm/cnn student.")
 @click.option("--student-hidden", type=click.IntRange(1), help="Width of a bilstm/cnn student.")
 @click.option("--grad-accum", type=click.IntRange(1), help="Batches per optimizer step.")
@@ -196,10 +201,10 @@ def teacher(ctx: click.Context, base: str, output: str | None, **_options) -> No
         if ctx.params[name] is not None:
             recipe = recipe.replace("teacher", **{f"finetune_{name}": ctx.params[name]})
     data = load_task(recipe)
-    folder = Path(output) if output else teacher_folder(base, data.spec, recipe, data.train)
+    folder = Path(output) if output else teacher_folder(base, data.spec, recipe, data.teacher_train)
     if folder.exists():
         raise UserError(f"{folder} already exists; remove it or pass another --output")
-    finetune_teacher(base, data.spec, data.train, data.evals, recipe, folder)
+    finetune_teacher(base, data.spec, data.teacher_train, data.evals, recipe, folder)
     device = make_accelerator(recipe).device
     *_, report, _ = load_teacher_with_heads(str(folder), data.spec, data.train, data.evals,
                                            recipe, data.source, device)
@@ -208,6 +213,60 @@ def teacher(ctx: click.Context, base: str, output: str | None, **_options) -> No
         click.echo(f"  {split}: {metrics}")
         layers = ", ".join(f"{next(iter(m.values())):.1f}" for m in report["layers"][split])
         click.echo(f"  pseudo classifiers by layer: {layers}")
+
+
+def _int_list(_ctx, _param, value: str) -> list[int]:
+    try:
+        values = [int(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
+    if any(v < 1 for v in values):
+        raise click.BadParameter("values must be at least 1")
+    return values
+
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--opset", type=click.IntRange(11, 21), default=17, show_default=True)
+@click.option("--int8", is_flag=True, help="Also write a dynamically int8-quantised model_int8.onnx.")
+@click.option("--budget-ms", type=click.FloatRange(0, min_open=True),
+              help="Fail (exit 1) when the student's ONNX p95 latency exceeds this.")
+@click.option("--batch", default="1", show_default=True, callback=_int_list,
+              help="Batch sizes to time, e.g. 1,32.")
+@click.option("--seq-len", default="128", show_default=True, callback=_int_list,
+              help="Sequence lengths to time, e.g. 64,128.")
+@click.option("--repeats", type=click.IntRange(1), default=20, show_default=True)
+def export_command(run_dir: str, opset: int, int8: bool, budget_ms: float | None,
+                   batch: list[int], seq_len: list[int], repeats: int) -> None:
+    """Export RUN_DIR's student to ONNX (RUN_DIR/onnx), check parity, time it.
+
+    \b
+    onnx/ loads with optimum's ORTModelForSequenceClassification.from_pretrained and with a
+    plain onnxruntime.InferenceSession (io.json names the inputs, outputs and labels).
+    latency.json and latency.png compare teacher and student, PyTorch and ONNX Runtime.
+    """
+    from export.run import export_run
+
+    result = export_run(Path(run_dir), opset, int8, budget_ms, batch, seq_len, repeats)
+    _print_export(result)
+    latency = result["latency"]
+    if budget_ms is not None and not latency["within_budget"]:
+        click.echo(f"budget missed: student p95 {latency['student_p95_ms']:.2f} ms > "
+                   f"{budget_ms} ms", err=True)
+        sys.exit(1)
+
+
+def _print_export(result: dict) -> None:
+    p = result["parity"]
+    click.echo(f"parity: max |torch - onnx| {p['max_abs_diff']:.2e}, labels agree "
+               f"{100 * p['label_agreement']:.2f}% on {p['examples']} dev examples")
+    click.echo(f"dev metric onnx fp32 {result['metric_fp32']}"
+               + (f", int8 {result['metric_int8']}" if "metric_int8" in result else ""))
+    click.echo(f"{'model':20s} {'batch':>5s} {'seq':>4s} {'p50 ms':>8s} {'p95 ms':>8s} "
+               f"{'p99 ms':>8s} {'ex/s':>8s}")
+    for r in result["latency"]["rows"]:
+        click.echo(f"{r['model']:20s} {r['batch']:5d} {r['seq_len']:4d} {r['p50_ms']:8.2f} "
+                   f"{r['p95_ms']:8.2f} {r['p99_ms']:8.2f} {r['examples_per_s']:8.1f}")
 
 
 @cli.command()

@@ -125,10 +125,12 @@ class Distiller:
         self.total_steps = self.steps_per_epoch * cfg.epochs
         if cfg.max_steps is not None:
             self.total_steps = min(self.total_steps, cfg.max_steps)
-        decay = [p for n, p in student.named_parameters() if p.ndim > 1]
-        no_decay = [p for n, p in student.named_parameters() if p.ndim <= 1]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        backbone = list(student.backbone.parameters())
+        added = [p for n, p in student.named_parameters() if not n.startswith("backbone.")]
+        optimizer = torch.optim.AdamW([
+            {"params": [p for p in backbone if p.ndim > 1], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in backbone if p.ndim <= 1], "weight_decay": 0.0},
+            {"params": added, "lr": cfg.pseudo_lr, "weight_decay": 0.0}], lr=cfg.lr)
         scheduler = get_linear_schedule_with_warmup(
             optimizer, int(cfg.warmup_ratio * self.total_steps), self.total_steps)
         self.student, self.optimizer, self.scheduler = self.accelerator.prepare(
@@ -181,11 +183,17 @@ class Distiller:
     def save_checkpoint(self) -> None:
         """Model, optimizer, scheduler, RNG and progress, written beside then renamed over."""
         tmp, last = self.checkpoints / "last.tmp", self.checkpoints / "last"
-        shutil.rmtree(tmp, ignore_errors=True)
+        main = self.accelerator.is_main_process
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(tmp))
-        (tmp / "progress.json").write_text(json.dumps(self.progress.__dict__, indent=1))
-        shutil.rmtree(last, ignore_errors=True)
-        tmp.rename(last)
+        self.accelerator.wait_for_everyone()
+        if main:
+            (tmp / "progress.json").write_text(json.dumps(self.progress.__dict__, indent=1))
+            shutil.rmtree(last, ignore_errors=True)
+            tmp.rename(last)
+        self.accelerator.wait_for_everyone()
 
     def load_checkpoint(self) -> bool:
         last = self.checkpoints / "last"
@@ -196,6 +204,8 @@ class Distiller:
         return True
 
     def save_best(self) -> None:
+        if not self.accelerator.is_main_process:
+            return
         state = self.accelerator.unwrap_model(self.student).state_dict()
         tmp = self.checkpoints / "best.safetensors.tmp"
         save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))

@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """Bad input from the user: the message says what is wrong and what to do."""
+
+
+class CheckFailed(Exception):
+    """A product check failed (e.g. ONNX parity): the CLI prints it and exits 1."""

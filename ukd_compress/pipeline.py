@@ -39,9 +39,10 @@ PARTIAL = ".partial"
 @dataclass
 class TaskData:
     spec: TaskSpec
-    train: datasets.Dataset
+    train: datasets.Dataset            # what the student learns from
     evals: dict[str, datasets.Dataset]
     source: str
+    teacher_train: datasets.Dataset    # what a teacher fine-tuned here learns from
 
 
 def load_task(recipe: Recipe) -> TaskData:
@@ -62,12 +63,15 @@ def load_task(recipe: Recipe) -> TaskData:
     if limit is None and not torch.cuda.is_available():
         limit = CPU_TRAIN_SAMPLES
     train = subsample(splits["train"], limit, recipe.training.seed)
+    # With a subset, a teacher fine-tuned here sees another random subset: soft labels of
+    # examples it memorised are close to one-hot and would teach the student little beyond CE.
+    teacher_train = subsample(splits["train"], limit, recipe.training.seed + 1)
     evals = {name: subsample(splits[name], cfg.max_eval_samples, recipe.training.seed)
              for name in spec.eval_splits}
     for name, split in {"train": train, **evals}.items():
         if len(split) == 0:
             raise UserError(f"the {name} split of {spec.name} is empty")
-    return TaskData(spec, train, evals, source)
+    return TaskData(spec, train, evals, source, teacher_train)
 
 
 @dataclass
@@ -98,13 +102,13 @@ def _student_wrapper(recipe: Recipe, student: Student, teacher_heads: PseudoClas
                                          for i in student.kept_layers)
     if weights["delta"] and any(w != teacher_width for w in widths):
         projection = nn.ModuleList(nn.Linear(w, teacher_width) for w in widths)
-    return WithPseudoClassifiers(student.model, pseudo, projection)
+    return WithPseudoClassifiers(student.model, pseudo, projection, recipe.method.layer_pooling)
 
 
 def prepare(recipe: Recipe) -> Setup:
     recipe.validate()
     data = load_task(recipe)
-    teacher_name = resolve_teacher(recipe, data.spec, data.train, data.evals)
+    teacher_name = resolve_teacher(recipe, data.spec, data.teacher_train, data.evals)
     device = make_accelerator(recipe).device
     teacher, tokenizer, heads, report, heads_folder = load_teacher_with_heads(
         teacher_name, data.spec, data.train, data.evals, recipe, data.source, device)
@@ -114,7 +118,8 @@ def prepare(recipe: Recipe) -> Setup:
     depth = teacher.config.num_hidden_layers
     layer_map = student.kept_layers or evenly_spaced(depth, len(backbone_widths(student.model)))
     collate = Collator(student.tokenizer, tokenizer, recipe.task.max_length, data.spec.is_regression)
-    return Setup(data, WithPseudoClassifiers(teacher, heads), teacher_name, report, heads_folder,
+    return Setup(data, WithPseudoClassifiers(teacher, heads, pooling=recipe.method.layer_pooling),
+                 teacher_name, report, heads_folder,
                  wrapped, student.tokenizer, collate, layer_map)
 
 

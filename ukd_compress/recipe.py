@@ -28,9 +28,9 @@ METHOD_WEIGHTS = {
 @dataclass
 class TeacherConfig:
     name: str = "minilm-l6"          # hub name, folder of a fine-tuned classifier, or a base alias
-    pseudo_head: str = "mlp"         # linear | mlp
+    pseudo_head: str = "linear"      # linear | mlp
     head_epochs: int = 3             # stage 1: epochs of pseudo-classifier training
-    head_lr: float = 1e-3
+    head_lr: float = 3e-3
     head_samples: int = 10000        # stage 1: training examples whose layer states are kept
     finetune_epochs: int = 3         # fine-tuning a base alias into a teacher (cached)
     finetune_lr: float = 1e-4
@@ -67,6 +67,7 @@ class MethodConfig:
     temperature: float = 2.0
     attention_space: str = "logits"  # logits | logprobs
     attention_scale: bool = False
+    layer_pooling: str = "mean"      # how a transformer layer becomes one vector: mean | cls
 
     def weights(self) -> dict[str, float]:
         defaults = METHOD_WEIGHTS[self.name]
@@ -75,9 +76,10 @@ class MethodConfig:
 
 @dataclass
 class TrainingConfig:
-    epochs: int = 2
+    epochs: int = 3
     batch_size: int = 32
     lr: float = 1e-4
+    pseudo_lr: float = 1e-3          # the student's pseudo classifiers and projections
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     grad_accum: int = 1
@@ -101,6 +103,8 @@ class Recipe:
             raise UserError(f"unknown method {self.method.name!r}; choose from {', '.join(METHODS)}")
         if self.method.attention_space not in ("logits", "logprobs"):
             raise UserError("attention space must be 'logits' or 'logprobs'")
+        if self.method.layer_pooling not in ("mean", "cls"):
+            raise UserError("layer pooling must be 'mean' or 'cls'")
         if self.teacher.pseudo_head not in ("linear", "mlp"):
             raise UserError("pseudo head must be 'linear' or 'mlp'")
         if self.training.precision not in ("auto", "bf16", "fp32"):

@@ -190,6 +190,10 @@ def load_files(train_file: str, eval_file: str, text_columns: tuple[str, ...],
                         ".json": ("json", {}), ".jsonl": ("json", {})}.get(suffix, (None, {}))
         if kind is None:
             raise UserError(f"{path}: use .csv, .tsv, .json or .jsonl")
+        header_lines = 1 if kind == "csv" else 0
+        with open(path, encoding="utf-8", errors="replace") as f:
+            if sum(1 for line in f if line.strip()) <= header_lines:
+                raise UserError(f"{path} is empty: it holds no examples")
         try:
             splits[split] = datasets.load_dataset(kind, data_files=path, split="train", **kwargs)
         except Exception as exc:

@@ -84,8 +84,8 @@ def resolve_teacher(recipe: Recipe, spec: TaskSpec, train: datasets.Dataset,
 
 
 def collect_states(model: PreTrainedModel, split: datasets.Dataset, collate: Collator,
-                   batch_size: int, device: torch.device) -> tuple[list[torch.Tensor], torch.Tensor,
-                                                                    torch.Tensor]:
+                   batch_size: int, device: torch.device, pooling: str
+                   ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """Per-layer representations (layers x (n, width), float16 on CPU), final logits and labels."""
     model.eval()
     states, logits, labels = [], [], []
@@ -93,7 +93,8 @@ def collect_states(model: PreTrainedModel, split: datasets.Dataset, collate: Col
         for batch in batches(split, collate, batch_size):
             batch = batch.to(device)
             out = model(**batch.teacher_inputs, output_hidden_states=True)
-            states.append([s.half().cpu() for s in layer_states(out.hidden_states)])
+            layers = layer_states(out.hidden_states, batch.teacher_inputs["attention_mask"], pooling)
+            states.append([s.half().cpu() for s in layers])
             logits.append(out.logits.float().cpu())
             labels.append(batch.labels.cpu())
     per_layer = [torch.cat(layer) for layer in zip(*states)]
@@ -113,7 +114,8 @@ def train_pseudo_classifiers(teacher: PreTrainedModel, tokenizer: PreTrainedToke
     collate = Collator(tokenizer, tokenizer, recipe.task.max_length, spec.is_regression)
     teacher.to(device)
     sample = subsample(train, cfg.head_samples, recipe.training.seed)
-    states, _, labels = collect_states(teacher, sample, collate, 64, device)
+    pooling = recipe.method.layer_pooling
+    states, _, labels = collect_states(teacher, sample, collate, 64, device, pooling)
     heads = PseudoClassifiers(backbone_widths(teacher), spec.num_labels, cfg.pseudo_head).to(device)
     optimizer = torch.optim.AdamW(heads.parameters(), lr=cfg.head_lr)
     generator = torch.Generator().manual_seed(recipe.training.seed)
@@ -131,7 +133,8 @@ def train_pseudo_classifiers(teacher: PreTrainedModel, tokenizer: PreTrainedToke
     report = {"steps": steps, "teacher": {}, "layers": {}}
     with torch.no_grad():
         for name, split in evals.items():
-            eval_states, final, eval_labels = collect_states(teacher, split, collate, 64, device)
+            eval_states, final, eval_labels = collect_states(teacher, split, collate, 64, device,
+                                                             pooling)
             pseudo = heads([s.float().to(device) for s in eval_states]).cpu()
             report["teacher"][name] = compute_metrics(spec, final.numpy(), eval_labels.numpy())
             report["layers"][name] = [compute_metrics(spec, pseudo[:, j].numpy(), eval_labels.numpy())
@@ -143,7 +146,7 @@ def teacher_heads_key(teacher_name: str, spec: TaskSpec, recipe: Recipe, data_id
     cfg = recipe.teacher
     parts = [str(Path(teacher_name).resolve()) if Path(teacher_name).exists() else teacher_name,
              spec.name, data_id, cfg.pseudo_head, cfg.head_epochs, cfg.head_lr, cfg.head_samples,
-             recipe.task.max_length, recipe.training.seed]
+             recipe.method.layer_pooling, recipe.task.max_length, recipe.training.seed]
     weights = Path(teacher_name) / "model.safetensors"
     if weights.is_file():
         parts.append(weights.stat().st_mtime_ns)
