@@ -34,7 +34,7 @@ def assert_clean_failure(result: subprocess.CompletedProcess, message: str, outp
 
 def test_distill_end_to_end_on_real_offline_data(tmp_path):
     out = tmp_path / "run"
-    result = ukd("distill", *SMALL, "--student", "teacher:2", "--output", str(out))
+    result = ukd("distill", *SMALL, "--student", "teacher:2", "--output", str(out), "--export")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "teacher" in result.stdout + result.stderr and "student" in result.stdout
     report = json.loads((out / "report.json").read_text())
@@ -57,6 +57,8 @@ def test_distill_end_to_end_on_real_offline_data(tmp_path):
     enc = tokenizer("A man sleeps.", "Someone is asleep.", return_tensors="pt")
     assert student(**enc).logits.shape == (1, 2)
     assert not out.with_name("run.partial").exists()
+    assert report["export"]["parity"]["max_abs_diff"] <= 1e-4 and (out / "onnx" / "model_int8.onnx").is_file()
+    assert "parity" in result.stdout
 
 
 def test_second_run_reuses_the_cached_teacher_and_recipe_file(tmp_path):

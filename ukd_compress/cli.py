@@ -160,9 +160,11 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
 @click.option("--resume", type=click.Path(exists=True, file_okay=False),
               help="Continue an interrupted run from its <run>.partial folder.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--export", "export_onnx", is_flag=True,
+              help="Then export the student to ONNX with int8 (as `ukd-compress export --int8`).")
 @click.pass_context
 def distill(ctx: click.Context, recipe_file: str | None, output: str | None, resume: str | None,
-            quiet: bool, **_options) -> None:
+            quiet: bool, export_onnx: bool, **_options) -> None:
     """Distil a teacher into a student, strip it, and write a run folder.
 
     \b
@@ -174,7 +176,12 @@ def distill(ctx: click.Context, recipe_file: str | None, output: str | None, res
 
     recipe = build_recipe(ctx, recipe_file)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    run_distill(recipe, Path(output) if output else None, Path(resume) if resume else None, quiet)
+    run_dir = run_distill(recipe, Path(output) if output else None,
+                          Path(resume) if resume else None, quiet)
+    if export_onnx:
+        from export.run import export_run
+
+        _print_export(export_run(run_dir, int8=True))
 
 
 def _raise_keyboard_interrupt(*_args) -> None:
@@ -227,7 +234,7 @@ def _int_list(_ctx, _param, value: str) -> list[int]:
 
 @cli.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--opset", type=click.IntRange(11, 21), default=17, show_default=True)
+@click.option("--opset", type=click.IntRange(14, 21), default=18, show_default=True)
 @click.option("--int8", is_flag=True, help="Also write a dynamically int8-quantised model_int8.onnx.")
 @click.option("--budget-ms", type=click.FloatRange(0, min_open=True),
               help="Fail (exit 1) when the student's ONNX p95 latency exceeds this.")

@@ -1,0 +1,98 @@
+"""ONNX export with real ONNX Runtime: four student families, parity, int8, the budget."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from export.run import export_run
+from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths
+from ukd_compress.recipe import Recipe
+from ukd_compress.strip import save_model_folder, strip
+
+from conftest import tiny
+
+
+def make_run(tmp_path, family, tokenizer):
+    """A finished run folder with a tiny stripped student and a tiny teacher on real SST-2."""
+    run = tmp_path / f"run-{family}"
+    model = tiny(family)
+    model.config.id2label, model.config.label2id = {0: "negative", 1: "positive"}, {"negative": 0, "positive": 1}
+    strip(WithPseudoClassifiers(model, PseudoClassifiers(backbone_widths(model), 2)), tokenizer,
+          run / "student")
+    teacher = save_model_folder(tiny("bert"), tokenizer, tmp_path / "teacher")
+    recipe = Recipe().replace("task", name="sst2", max_eval_samples=48)
+    (run / "recipe.yaml").write_text(recipe.to_yaml())
+    (run / "report.json").write_text(json.dumps({"teacher": {"name": str(teacher)}}))
+    return run
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "bilstm", "cnn"])
+def test_export_parity_int8_and_latency(tmp_path, family, minilm_tokenizer):
+    run = make_run(tmp_path, family, minilm_tokenizer)
+    result = export_run(run, int8=True, budget_ms=60000, batches=[1, 4], seq_lens=[16], repeats=3)
+    onnx_dir = run / "onnx"
+    assert result["parity"]["max_abs_diff"] <= 1e-4 and result["parity"]["label_agreement"] >= 0.995
+    assert result["parity"]["examples"] == 48
+    assert set(result["metric_int8"]) == set(result["metric_fp32"]) == {"accuracy"}
+    graph = onnx.load(str(onnx_dir / "model.onnx")).graph
+    assert [o.name for o in graph.output] == ["logits"]
+    assert not [i.name for i in graph.initializer if "pseudo" in i.name]
+    io = json.loads((onnx_dir / "io.json").read_text())
+    assert io["labels"] == ["negative", "positive"] and "input_ids" in io["inputs"]
+    # a plain InferenceSession, as another stack would use it, with dynamic batch and length
+    session = ort.InferenceSession(str(onnx_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    tokenizer = AutoTokenizer.from_pretrained(onnx_dir)
+    for texts in (["a fine film"], ["bad", "a long and winding, very tedious story", "ok"]):
+        enc = tokenizer(texts, padding=True, return_tensors="np")
+        feed = {k: v.astype(np.int64) for k, v in enc.items() if k in io["inputs"]}
+        assert session.run(["logits"], feed)[0].shape == (len(texts), 2)
+    latency = json.loads((run / "latency.json").read_text())
+    models = {r["model"] for r in latency["rows"]}
+    assert models == {"teacher (pytorch)", "student (pytorch)", "student (ort fp32)", "student (ort int8)"}
+    assert all(r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] for r in latency["rows"])
+    assert latency["within_budget"] and (run / "latency.png").stat().st_size > 1000
+    assert json.loads((run / "report.json").read_text())["export"]["parity"] == result["parity"]
+    assert not (run / "onnx.tmp").exists()
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_transformer_onnx_loads_with_optimum(tmp_path, family, minilm_tokenizer):
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+
+    run = make_run(tmp_path, family, minilm_tokenizer)
+    export_run(run, batches=[1], seq_lens=[8], repeats=1)
+    ort_model = ORTModelForSequenceClassification.from_pretrained(run / "onnx")
+    torch_model = AutoModelForSequenceClassification.from_pretrained(run / "student").eval()
+    enc = minilm_tokenizer(["an utterly charming film", "no"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = torch_model(**enc).logits
+    assert torch.allclose(ort_model(**enc).logits, expected, atol=1e-4)
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "ukd_compress", "export", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_budget_fails_and_passes_and_bad_input_leaves_artifacts(tmp_path, minilm_tokenizer):
+    run = make_run(tmp_path, "cnn", minilm_tokenizer)
+    ok = cli(str(run), "--budget-ms", "60000", "--seq-len", "16", "--repeats", "3")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "parity" in ok.stdout and "student (ort fp32)" in ok.stdout
+    missed = cli(str(run), "--budget-ms", "0.000001", "--seq-len", "16", "--repeats", "3")
+    assert missed.returncode == 1 and "budget missed" in missed.stderr
+    before = (run / "onnx" / "model.onnx").read_bytes()
+    bad = cli(str(run), "--budget-ms", "fast")
+    assert bad.returncode == 2 and "fast" in bad.stderr and "Traceback" not in bad.stderr
+    empty = tmp_path / "not-a-run"
+    empty.mkdir()
+    no_student = cli(str(empty))
+    assert no_student.returncode == 2 and "not a finished run folder" in no_student.stderr
+    assert (run / "onnx" / "model.onnx").read_bytes() == before
