@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from ukd_compress.report import plt, save_figure
 
 
 def plot_latency(rows: list[dict], path: Path, budget_ms: float | None = None) -> None:
@@ -23,8 +20,4 @@ def plot_latency(rows: list[dict], path: Path, budget_ms: float | None = None) -
         if budget_ms is not None:
             ax.axhline(budget_ms, color="red", linestyle="--", label=f"budget {budget_ms} ms")
             ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.rename(path)
+    save_figure(fig, path)

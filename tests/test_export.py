@@ -96,3 +96,15 @@ def test_budget_fails_and_passes_and_bad_input_leaves_artifacts(tmp_path, minilm
     no_student = cli(str(empty))
     assert no_student.returncode == 2 and "not a finished run folder" in no_student.stderr
     assert (run / "onnx" / "model.onnx").read_bytes() == before
+
+
+def test_a_corrupt_onnx_file_is_a_clear_error(tmp_path):
+    from export.onnx_export import check_no_pseudo_classifiers, ort_session
+    from ukd_compress.errors import UserError
+
+    corrupt = tmp_path / "model.onnx"
+    corrupt.write_bytes(b"\x08\x07not really a protobuf graph")
+    with pytest.raises(UserError, match="ONNX Runtime cannot load"):
+        ort_session(corrupt)
+    with pytest.raises(UserError, match="not a readable ONNX model"):
+        check_no_pseudo_classifiers(corrupt)

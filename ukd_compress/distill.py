@@ -80,25 +80,22 @@ class Progress:
 
 
 def predict(model: nn.Module, split: datasets.Dataset, collate: Collator, batch_size: int,
-            device: torch.device, use_teacher_inputs: bool = False) -> tuple[np.ndarray, np.ndarray]:
+            device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """Final logits and labels of a model (a backbone or a wrapper) over a split."""
     model.eval()
     out, labels = [], []
     with torch.no_grad():
         for batch in batches(split, collate, batch_size):
             batch = batch.to(device)
-            inputs = batch.teacher_inputs if use_teacher_inputs else batch.student_inputs
-            out.append(model(**inputs).logits.float().cpu())
+            out.append(model(**batch.student_inputs).logits.float().cpu())
             labels.append(batch.labels.cpu())
     return torch.cat(out).numpy(), torch.cat(labels).numpy()
 
 
 def evaluate(model: nn.Module, splits: dict[str, datasets.Dataset], spec: TaskSpec,
-             collate: Collator, batch_size: int, device: torch.device,
-             use_teacher_inputs: bool = False) -> dict[str, dict[str, float]]:
+             collate: Collator, batch_size: int, device: torch.device) -> dict[str, dict[str, float]]:
     """Metrics on each eval split, e.g. {"validation": {"accuracy": 91.2}}."""
-    return {name: compute_metrics(spec, *predict(model, split, collate, 2 * batch_size, device,
-                                                 use_teacher_inputs))
+    return {name: compute_metrics(spec, *predict(model, split, collate, 2 * batch_size, device))
             for name, split in splits.items()}
 
 

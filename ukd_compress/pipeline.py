@@ -29,7 +29,7 @@ from .recipe import Recipe
 from .report import plot_report
 from .strip import artifact_hashes, folder_bytes, strip
 from .students import Student, build_student, evenly_spaced
-from .tasks import TaskSpec, find_data_dir, get_task, load_files, load_glue
+from .tasks import TaskSpec, find_data_dir, get_task, load_files, load_glue, offline_tasks
 from .teacher import load_teacher_with_heads, resolve_teacher
 
 CPU_TRAIN_SAMPLES = 8000
@@ -58,7 +58,8 @@ def load_task(recipe: Recipe) -> TaskData:
         spec = get_task(cfg.name)
         data_dir = find_data_dir(cfg.data_dir)
         splits = load_glue(spec, data_dir)
-        source = f"GLUE folder {data_dir}" if "train" in splits and data_dir else "hub glue"
+        local = data_dir is not None and spec.name in offline_tasks(data_dir)
+        source = f"GLUE folder {data_dir}" if local else "hub glue"
     limit = cfg.max_train_samples
     if limit is None and not torch.cuda.is_available():
         limit = CPU_TRAIN_SAMPLES

@@ -28,6 +28,11 @@ def plot_report(report: dict, path: Path) -> None:
     right.set(xlabel="teacher layer", ylabel=f"{split} {metric}",
               title="teacher pseudo classifiers", ylim=(min(layers + [teacher_score]) - 5, None))
     right.legend()
+    save_figure(fig, path)
+
+
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    """Save a figure as PNG beside ``path``, then rename it into place."""
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=100)
