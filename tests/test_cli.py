@@ -118,6 +118,16 @@ def test_bad_input_is_one_clear_line_and_no_run_folder(tmp_path, args, message):
     assert_clean_failure(result, message, out)
 
 
+def test_too_deep_student_fails_before_any_teacher_is_fine_tuned(tmp_path):
+    env = {**os.environ, "UKD_HOME": str(tmp_path / "empty_cache")}
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "ukd_compress", "distill", *SMALL, "--student",
+                             "teacher:7", "--output", str(out)], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert_clean_failure(result, "1 to 6 layers", out)
+    assert "fine-tuning" not in result.stderr and not (tmp_path / "empty_cache" / "teachers").exists()
+
+
 def test_non_classifier_teacher(tmp_path):
     folder = tmp_path / "bare"
     tiny("bert").bert.save_pretrained(folder)

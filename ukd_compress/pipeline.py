@@ -25,10 +25,11 @@ from .data import Collator, subsample
 from .distill import Distiller, Interrupted, make_accelerator
 from .errors import UserError
 from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths
+from .models import load_config
 from .recipe import Recipe
 from .report import plot_report
 from .strip import artifact_hashes, folder_bytes, strip
-from .students import Student, build_student, evenly_spaced
+from .students import Student, build_student, check_fits, evenly_spaced
 from .tasks import TaskSpec, find_data_dir, get_task, load_files, load_glue, offline_tasks
 from .teacher import load_teacher_with_heads, resolve_teacher
 
@@ -109,6 +110,7 @@ def _student_wrapper(recipe: Recipe, student: Student, teacher_heads: PseudoClas
 def prepare(recipe: Recipe) -> Setup:
     recipe.validate()
     data = load_task(recipe)
+    check_fits(recipe.student.spec, load_config(recipe.teacher.name).num_hidden_layers)
     teacher_name = resolve_teacher(recipe, data.spec, data.teacher_train, data.evals)
     device = make_accelerator(recipe).device
     teacher, tokenizer, heads, report, heads_folder = load_teacher_with_heads(

@@ -36,11 +36,18 @@ def evenly_spaced(depth: int, k: int) -> list[int]:
     return [round((i + 1) * depth / k) - 1 for i in range(k)]
 
 
+def check_fits(spec: str, teacher_depth: int) -> None:
+    """Fail early (before any teacher is fine-tuned) when ``teacher:K`` cannot be built."""
+    kind, k = parse_spec(spec)
+    if kind == "teacher" and not 1 <= k <= teacher_depth:
+        raise UserError(f"student teacher:{k} needs 1 to {teacher_depth} layers: "
+                        f"the teacher has {teacher_depth}")
+
+
 def truncated_teacher(teacher: PreTrainedModel, k: int) -> tuple[PreTrainedModel, list[int]]:
     """A k-layer copy of the teacher: its embeddings, k evenly spaced layers and its head (PKD)."""
     depth = teacher.config.num_hidden_layers
-    if not 1 <= k <= depth:
-        raise UserError(f"student teacher:{k} needs 1 to {depth} layers: the teacher has {depth}")
+    check_fits(f"teacher:{k}", depth)
     student = copy.deepcopy(teacher)
     layers = layer_list(student)
     keep = evenly_spaced(depth, k)
