@@ -16,7 +16,6 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 PSEUDO_HEAD_KINDS = ("linear", "mlp")
-POOLINGS = ("mean", "cls")
 
 
 def layer_states(hidden_states: tuple[torch.Tensor, ...], attention_mask: torch.Tensor | None = None,
