@@ -56,8 +56,10 @@ def _export_small(student_dir: Path, out: Path, opset: int) -> None:
     AutoTokenizer.from_pretrained(student_dir).save_pretrained(out)
 
 
-def export_student(student_dir: Path, out: Path, opset: int = 18) -> Path:
-    """Write the ONNX folder of ``student_dir`` to ``out`` (which must not exist yet)."""
+def export_student(student_dir: Path, out: Path, opset: int = 18,
+                   task: dict | None = None) -> Path:
+    """Write the ONNX folder of ``student_dir`` to ``out`` (which must not exist yet); ``task``
+    (e.g. {"task": "rte", "pairs": true}) goes into io.json for servers of the model."""
     config = AutoConfig.from_pretrained(student_dir)
     if is_transformer(config):
         from optimum.exporters.onnx import main_export
@@ -71,10 +73,20 @@ def export_student(student_dir: Path, out: Path, opset: int = 18) -> Path:
     io = {"inputs": [i.name for i in session.get_inputs()],
           "outputs": [o.name for o in session.get_outputs()],
           "labels": [config.id2label[i] for i in range(config.num_labels)],
-          "max_length": min(tokenizer.model_max_length, 512), "opset": opset}
+          "max_length": min(tokenizer.model_max_length, 512), "opset": opset, **(task or {})}
     (out / "io.json").write_text(json.dumps(io, indent=1))
     check_no_pseudo_classifiers(out / "model.onnx")
     return out
+
+
+def onnx_folder(path: str | Path) -> Path:
+    """The ONNX folder of a run folder (``RUN/onnx``), or ``path`` if it is one itself."""
+    path = Path(path)
+    for folder in (path / "onnx", path):
+        if (folder / "model.onnx").is_file() and (folder / "io.json").is_file():
+            return folder
+    raise UserError(f"{path} holds no exported student (model.onnx + io.json); "
+                    f"run `ukd-compress export {path}` first")
 
 
 def check_no_pseudo_classifiers(path: Path) -> None:

@@ -62,7 +62,7 @@ def export_run(run_dir: Path, opset: int = 18, int8: bool = False, budget_ms: fl
     tmp = run_dir / "onnx.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        export_student(student, tmp, opset)
+        export_student(student, tmp, opset, {"task": data.spec.name, "pairs": pairs is not None})
         result = {"opset": opset, "parity": parity(student, tmp / "model.onnx", texts, pairs),
                   "graph_optimization_level": "ORT_ENABLE_ALL",
                   "metric_fp32": onnx_metric(tmp / "model.onnx", texts, pairs, labels, data.spec)}

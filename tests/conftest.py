@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,7 +18,10 @@ import torch  # noqa: E402
 from transformers import (BertConfig, BertForSequenceClassification, RobertaConfig,  # noqa: E402
                           RobertaForSequenceClassification)
 
+from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths  # noqa: E402
 from ukd_compress.models import load_tokenizer  # noqa: E402
+from ukd_compress.recipe import Recipe  # noqa: E402
+from ukd_compress.strip import save_model_folder, strip  # noqa: E402
 from ukd_compress.students.small import (BiLSTMConfig, BiLSTMForSequenceClassification,  # noqa: E402
                                          CNNConfig, CNNForSequenceClassification)
 
@@ -64,3 +68,21 @@ def tiny(family: str, num_labels: int = 2, vocab: int = 30522):
 
 
 FAMILIES = ("bert", "roberta", "distilroberta", "bilstm", "cnn")
+
+
+LABELS = {"sst2": ["negative", "positive"], "rte": ["entailment", "not_entailment"]}
+
+
+def make_run(tmp_path: Path, family: str, tokenizer, task: str = "sst2") -> Path:
+    """A finished run folder with a tiny stripped student and a tiny teacher on real GLUE data."""
+    run = tmp_path / f"run-{family}-{task}"
+    model = tiny(family)
+    model.config.id2label = dict(enumerate(LABELS[task]))
+    model.config.label2id = {name: i for i, name in enumerate(LABELS[task])}
+    strip(WithPseudoClassifiers(model, PseudoClassifiers(backbone_widths(model), 2)), tokenizer,
+          run / "student")
+    teacher = save_model_folder(tiny("bert"), tokenizer, tmp_path / "teacher")
+    recipe = Recipe().replace("task", name=task, max_eval_samples=48)
+    (run / "recipe.yaml").write_text(recipe.to_yaml())
+    (run / "report.json").write_text(json.dumps({"teacher": {"name": str(teacher)}}))
+    return run

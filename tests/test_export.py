@@ -12,25 +12,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from export.run import export_run
-from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths
-from ukd_compress.recipe import Recipe
-from ukd_compress.strip import save_model_folder, strip
 
-from conftest import tiny
-
-
-def make_run(tmp_path, family, tokenizer):
-    """A finished run folder with a tiny stripped student and a tiny teacher on real SST-2."""
-    run = tmp_path / f"run-{family}"
-    model = tiny(family)
-    model.config.id2label, model.config.label2id = {0: "negative", 1: "positive"}, {"negative": 0, "positive": 1}
-    strip(WithPseudoClassifiers(model, PseudoClassifiers(backbone_widths(model), 2)), tokenizer,
-          run / "student")
-    teacher = save_model_folder(tiny("bert"), tokenizer, tmp_path / "teacher")
-    recipe = Recipe().replace("task", name="sst2", max_eval_samples=48)
-    (run / "recipe.yaml").write_text(recipe.to_yaml())
-    (run / "report.json").write_text(json.dumps({"teacher": {"name": str(teacher)}}))
-    return run
+from conftest import make_run
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta", "bilstm", "cnn"])

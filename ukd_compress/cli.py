@@ -277,6 +277,93 @@ def _print_export(result: dict) -> None:
 
 
 @cli.command()
+@click.argument("run_dir", required=False, type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="0.0.0.0 to listen on all.")
+@click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
+@click.option("--int8", is_flag=True, help="Serve model_int8.onnx (`export --int8` writes it).")
+@click.option("--batching/--no-batching", default=True, show_default=True,
+              help="BentoML adaptive batching: requests arriving together run as one batch.")
+@click.option("--max-batch-size", type=click.IntRange(2), default=64, show_default=True)
+@click.option("--threads", type=click.IntRange(1), help="ONNX Runtime threads.  [default: all cores]")
+@click.option("--models-root", type=click.Path(file_okay=False), default="models",
+              show_default=True, help="Compression jobs read and write only under this folder.")
+@click.option("--token", envvar="UKD_JOB_TOKEN", show_envvar=True,
+              help="Bearer token the job API requires; without one, jobs are off.")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="GLUE folder for compression jobs.  [default: $UKD_DATA_DIR]")
+def serve(run_dir: str | None, host: str, port: int, int8: bool, batching: bool,
+          max_batch_size: int, threads: int | None, models_root: str, token: str | None,
+          data_dir: str | None) -> None:
+    """Serve RUN_DIR's exported student over HTTP with BentoML, and compression jobs.
+
+    \b
+      POST /predict  {"texts": ["a great film"]}  or  {"pairs": [["premise", "hypothesis"]]}
+      POST /compress {"teacher": "minilm-l6", "student": "teacher:2", "task": "sst2"}
+                     (with Authorization: Bearer $UKD_JOB_TOKEN)
+      GET  /jobs/ID  queued, running with progress, done with the report, failed, interrupted
+      /healthz /readyz /metrics, and the API docs at /
+    RUN_DIR needs onnx/ (`ukd-compress export RUN_DIR`); without it only jobs are served.
+    """
+    from export.onnx_export import onnx_folder
+
+    env = {**os.environ, "UKD_BATCHING": "1" if batching else "0",
+           "UKD_MAX_BATCH_SIZE": str(max_batch_size),
+           "UKD_MODELS_ROOT": str(Path(models_root).resolve())}
+    if run_dir:
+        folder = onnx_folder(run_dir)
+        onnx_file = "model_int8.onnx" if int8 else "model.onnx"
+        if not (folder / onnx_file).is_file():
+            raise UserError(f"{folder / onnx_file} does not exist; run `ukd-compress export "
+                            f"--int8 {run_dir}`")
+        env.update(UKD_MODEL=str(folder.resolve()), UKD_ONNX_FILE=onnx_file)
+    elif not token:
+        raise UserError("nothing to serve: give a RUN_DIR, or a --token for compression jobs")
+    for name, value in (("UKD_JOB_TOKEN", token), ("UKD_THREADS", threads),
+                        ("UKD_DATA_DIR", data_dir and str(Path(data_dir).resolve()))):
+        if value:
+            env[name] = str(value)
+    argv = [sys.executable, "-m", "bentoml", "serve", "service.service:UKDCompress",
+            "--host", host, "--port", str(port)]
+    os.execvpe(argv[0], argv, env)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", default="ukd-student", show_default=True, help="BentoML model name.")
+@click.option("--build", is_flag=True, help="Then run `bentoml build` with this model.")
+def bento(run_dir: str, name: str, build: bool) -> None:
+    """Save RUN_DIR's ONNX student in BentoML's model store (and build a Bento with it).
+
+    \b
+    The Bento serves it as `ukd-compress serve` does:
+      ukd-compress bento RUN_DIR --build
+      UKD_MODEL=ukd-student:latest bentoml serve ukd-compress:latest
+      bentoml containerize ukd-compress:latest   (the image sets UKD_MODEL itself)
+    """
+    from export.bento import save_bento_model
+
+    tag = save_bento_model(Path(run_dir), name)
+    click.echo(f"saved {tag} in the BentoML model store")
+    if build:
+        root = Path(__file__).resolve().parents[1]
+        if not (root / "bentofile.yaml").is_file():
+            raise UserError(f"no bentofile.yaml in {root}: build from a source checkout")
+        argv = [sys.executable, "-m", "bentoml", "build", str(root)]
+        os.execvpe(argv[0], argv, {**os.environ, "UKD_MODEL": tag})
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Benchmarks: `ukd-compress bench serve RUN_DIR` (see `ukd-compress bench --help`).
+
+    Results go to benchmarks/results/ as JSON, PNG and a Markdown table.
+    """
+    argv = [sys.executable, "-m", "benchmarks", *args]
+    os.execv(argv[0], argv)
+
+
+@cli.command()
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="Folder in GLUE's TSV layout.  [default: $UKD_DATA_DIR, else ./glue_data]")
 def tasks(data_dir: str | None) -> None:

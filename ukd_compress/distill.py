@@ -31,6 +31,9 @@ from .recipe import Recipe
 from .tasks import TaskSpec, compute_metrics
 
 
+STATUS_EVERY_S = 2.0
+
+
 class Interrupted(Exception):
     """Training stopped by Ctrl-C or SIGTERM after saving a resumable checkpoint."""
 
@@ -216,6 +219,21 @@ class Distiller:
         return model
 
     # --- the loop -------------------------------------------------------------------------
+    def write_status(self, phase: str) -> None:
+        """``status.json`` in the run folder: where training stands, for whoever watches the run
+        (the service's job status reads it). Written beside, then renamed."""
+        if not self.accelerator.is_main_process:
+            return
+        p = self.progress
+        status = {"phase": phase, "step": p.step, "total_steps": self.total_steps,
+                  "epoch": p.epoch, "epochs": self.recipe.training.epochs,
+                  "loss": p.losses[-1] if p.losses else None, "history": p.history,
+                  "updated": time.time()}
+        tmp = self.run_dir / "status.json.tmp"
+        tmp.write_text(json.dumps(status))
+        tmp.rename(self.run_dir / "status.json")
+        self.status_written = time.monotonic()
+
     def evaluate_student(self) -> dict[str, dict[str, float]]:
         backbone = self.accelerator.unwrap_model(self.student).backbone
         metrics = evaluate(backbone, self.evals, self.spec, self.collate,
@@ -244,6 +262,7 @@ class Distiller:
         bar = tqdm(total=self.total_steps, initial=p.step, disable=self.quiet, unit="step",
                    desc=f"{self.recipe.method.name}", dynamic_ncols=True)
         seen, started = 0, time.perf_counter()
+        self.write_status("training")
         try:
             while p.epoch < cfg.epochs and p.step < self.total_steps:
                 order = epoch_order(len(self.train_split), cfg.seed, p.epoch)
@@ -270,14 +289,19 @@ class Distiller:
                                     ex_s=f"{seen / (time.perf_counter() - started):.0f}")
                     if p.step % cfg.checkpoint_every == 0:
                         self.save_checkpoint()
+                    if time.monotonic() - self.status_written > STATUS_EVERY_S:
+                        self.write_status("training")
                     if p.step >= self.total_steps:
                         break
                 self.end_of_epoch(p.epoch)
                 p.epoch, p.batch = p.epoch + 1, 0
                 self.save_checkpoint()
+                self.write_status("training")
         except KeyboardInterrupt:
             self.save_checkpoint()
+            self.write_status("interrupted")
             raise Interrupted(f"stopped at step {p.step}; checkpoint saved") from None
         finally:
             bar.close()
+        self.write_status("finished")
         return p

@@ -1,0 +1,1 @@
+"""Benchmarks of ukd-compress: quality, training cost, inference, serving."""

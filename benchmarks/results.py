@@ -1,0 +1,40 @@
+"""Where benchmark results go: benchmarks/results/<name>.json, .png and .md, each written whole."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "torch": torch.__version__, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(name: str, data: dict, markdown: str, figure, out: Path = RESULTS) -> Path:
+    """``name``.json (data + machine), .md (a table to paste) and .png (the figure)."""
+    from ukd_compress.report import save_figure
+
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"benchmark": name, "machine": machine(), **data}
+    for suffix, text in ((".json", json.dumps(data, indent=1)), (".md", markdown)):
+        tmp = out / f"{name}{suffix}.tmp"
+        tmp.write_text(text)
+        tmp.rename(out / f"{name}{suffix}")
+    save_figure(figure, out / f"{name}.png")
+    return out / f"{name}.json"

@@ -1,0 +1,1 @@
+"""The BentoML service of ukd-compress (see service.service)."""

@@ -1,0 +1,270 @@
+"""The BentoML service as users meet it: a real `ukd-compress serve` on 127.0.0.1, real ORT."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import bentoml
+import httpx
+import numpy as np
+import pytest
+
+from benchmarks.load import run_load
+from conftest import DATA_DIR, make_run, save_model_folder, tiny
+from export.run import export_run
+from service.launch import running_server
+from service.model import ModelInfo, OnnxStudent
+
+TOKEN = "test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def exported(tmp_path_factory, tokenizer, task: str):
+    run = make_run(tmp_path_factory.mktemp(task), "bert", tokenizer, task)
+    export_run(run, batches=[1], seq_lens=[8], repeats=1)
+    return run
+
+
+def server_env(tmp_path) -> dict[str, str]:
+    return {"BENTOML_HOME": str(tmp_path / "bentoml"), "UKD_JOB_TOKEN": TOKEN}
+
+
+@pytest.fixture(scope="module")
+def sst2_run(tmp_path_factory, minilm_tokenizer):
+    return exported(tmp_path_factory, minilm_tokenizer, "sst2")
+
+
+@pytest.fixture(scope="module")
+def sst2_server(sst2_run, tmp_path_factory):
+    with running_server(str(sst2_run), env=server_env(tmp_path_factory.mktemp("home"))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def models_root(tmp_path_factory, minilm_tokenizer):
+    """A models root holding a tiny fine-tuned-classifier folder as a job's teacher."""
+    root = tmp_path_factory.mktemp("models")
+    save_model_folder(tiny("bert"), minilm_tokenizer, root / "teachers" / "tiny")
+    return root
+
+
+@pytest.fixture(scope="module")
+def rte_server(tmp_path_factory, minilm_tokenizer, models_root):
+    run = exported(tmp_path_factory, minilm_tokenizer, "rte")
+    with running_server(str(run), "--models-root", str(models_root),
+                        env=server_env(tmp_path_factory.mktemp("home"))) as url:
+        yield url
+
+
+def sst2_sentences(n: int) -> list[str]:
+    with open(DATA_DIR / "SST-2" / "dev.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [rows[i % len(rows)]["sentence"] for i in range(n)]
+
+
+def post(url: str, path: str, body, **kwargs) -> httpx.Response:
+    return httpx.post(f"{url}{path}", json=body, timeout=60, **kwargs)
+
+
+# --- predictions -------------------------------------------------------------------------------
+def test_predict_with_bentoml_client_matches_onnx_runtime(sst2_server, sst2_run):
+    texts = ["a gorgeous, witty film", "a dull and lifeless mess", "it is a movie"]
+    with bentoml.SyncHTTPClient(sst2_server) as client:
+        answer = client.predict({"texts": texts})
+    info = ModelInfo.load(sst2_run)
+    expected = OnnxStudent(info).probabilities([[t] for t in texts])
+    assert answer["model"] == info.model_id and len(answer["model"]) == len("sha256:") + 64
+    for prediction, probs in zip(answer["predictions"], expected):
+        assert list(prediction["probabilities"]) == ["negative", "positive"]
+        assert np.allclose(list(prediction["probabilities"].values()), probs, atol=1e-6)
+        assert prediction["label"] == ["negative", "positive"][int(np.argmax(probs))]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"texts": []}, "texts"),
+    ({"texts": ["fine", "  "]}, "texts"),
+    ({"texts": ["x"] * 65}, "texts"),
+    ({"texts": ["x" * 4001]}, "texts"),
+    ({"texts": "not a list"}, "texts"),
+    ({"texts": [3]}, "texts"),
+    ({"pairs": [["a premise", "a hypothesis"]]}, "pairs"),
+    ({"texts": ["a"], "pairs": [["a", "b"]]}, None),
+    ({}, None),
+    ({"text": ["a"]}, "text"),
+])
+def test_bad_predict_input_is_a_400_naming_the_field(sst2_server, body, field):
+    response = post(sst2_server, "/predict", body)
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error["error"]
+    if field is not None:
+        fields = [error.get("field")] + [d["loc"][0] for d in error.get("detail", []) if d["loc"]]
+        assert field in fields, error
+    assert post(sst2_server, "/predict", {"texts": ["still serving"]}).status_code == 200
+
+
+def test_malformed_json_is_a_400(sst2_server):
+    response = httpx.post(f"{sst2_server}/predict", content=b"{not json",
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "error" in response.json()
+
+
+def test_health_ready_metrics(sst2_server):
+    assert httpx.get(f"{sst2_server}/healthz").status_code == 200
+    assert httpx.get(f"{sst2_server}/readyz").status_code == 200
+    assert "ukd_model_batch_size" in httpx.get(f"{sst2_server}/metrics").text
+
+
+def test_load_every_answer_is_correct_and_requests_share_batches(sst2_server, sst2_run):
+    texts = sst2_sentences(2000)
+    expected = dict(zip(texts, OnnxStudent(ModelInfo.load(sst2_run)).probabilities(
+        [[t] for t in texts])))
+    before = model_calls(sst2_server)
+    result = run_load(f"{sst2_server}/predict", [{"texts": [t]} for t in texts], concurrency=32)
+    assert result.statuses == [200] * 2000
+    for text, body in zip(texts, result.bodies):
+        got = list(body["predictions"][0]["probabilities"].values())
+        assert np.allclose(got, expected[text], atol=1e-5), text
+    calls, items = (after - was for after, was in zip(model_calls(sst2_server), before))
+    assert items == 2000 and calls < 2000  # adaptive batching put requests together
+
+
+def model_calls(url: str) -> tuple[float, float]:
+    """(ONNX Runtime calls, items through them) from the service's Prometheus metrics."""
+    metrics = httpx.get(f"{url}/metrics").text.splitlines()
+    value = {line.split()[0]: float(line.split()[1]) for line in metrics
+             if line.startswith(("ukd_model_batch_size_count ", "ukd_model_batch_size_sum "))}
+    return value.get("ukd_model_batch_size_count", 0.0), value.get("ukd_model_batch_size_sum", 0.0)
+
+
+def test_pair_model_takes_pairs_only(rte_server):
+    good = post(rte_server, "/predict", {"pairs": [["A man sleeps.", "Someone is asleep."]]})
+    assert good.status_code == 200
+    assert set(good.json()["predictions"][0]["probabilities"]) == {"entailment", "not_entailment"}
+    single = post(rte_server, "/predict", {"texts": ["A man sleeps."]})
+    assert single.status_code == 400 and single.json()["field"] == "texts"
+    assert "pairs" in single.json()["error"]
+    broken = post(rte_server, "/predict", {"pairs": [["only a premise"]]})
+    assert broken.status_code == 400 and broken.json()["detail"][0]["loc"][0] == "pairs"
+
+
+# --- compression jobs --------------------------------------------------------------------------
+SMALL_JOB = {"task": "rte", "max_train_samples": 64, "max_eval_samples": 32, "batch_size": 16,
+             "epochs": 1}
+
+
+def wait_for(url: str, job_id: str, states: tuple[str, ...], timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = httpx.get(f"{url}/jobs/{job_id}", headers=AUTH, timeout=30).json()
+        if record["state"] in states:
+            return record
+        time.sleep(0.5)
+    raise TimeoutError(f"job {job_id} still {record['state']}: {record}")
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}])
+def test_jobs_need_the_token(rte_server, headers):
+    response = post(rte_server, "/compress", SMALL_JOB, headers=headers)
+    assert response.status_code == 401 and response.json()["field"] == "authorization"
+    assert httpx.get(f"{rte_server}/jobs/", headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"teacher": "../outside"}, "teacher"),
+    ({"teacher": "/etc"}, "teacher"),
+    ({"student": "teachers/../../x"}, "student"),
+    ({"teacher": "escape"}, "teacher"),          # a symlink under the root that leads out
+    ({"name": "../x"}, "name"),
+    ({"method": "magic"}, "method"),
+    ({"epochs": 0}, "epochs"),
+])
+def test_job_paths_stay_under_the_models_root(rte_server, models_root, tmp_path, body, field):
+    if not (models_root / "escape").exists():
+        (models_root / "escape").symlink_to(tmp_path)
+    response = post(rte_server, "/compress", body, headers=AUTH)
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error.get("field") == field or error["detail"][0]["loc"][0] == field
+    assert not [p for p in (models_root / "runs").iterdir() if ".." in p.name]
+
+
+def test_job_from_submission_to_done_on_real_data(rte_server, models_root):
+    response = post(rte_server, "/compress", {**SMALL_JOB, "name": "small-rte"}, headers=AUTH)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["state"] in ("queued", "running") and job["run_dir"] == "runs/small-rte"
+    done = wait_for(rte_server, job["id"], ("done", "failed"))
+    assert done["state"] == "done", done
+    assert done["report"]["task"] == "rte" and done["report"]["student"]["spec"] == "teacher:2"
+    assert 0 <= done["report"]["student"]["metrics"]["validation"]["accuracy"] <= 100
+    assert (models_root / "runs" / "small-rte" / "student" / "config.json").is_file()
+    again = post(rte_server, "/compress", {**SMALL_JOB, "name": "small-rte"}, headers=AUTH)
+    assert again.status_code == 409 and again.json()["field"] == "name"
+    resume = httpx.post(f"{rte_server}/jobs/{job['id']}/resume", headers=AUTH)
+    assert resume.status_code == 409
+    assert job["id"] in [j["id"] for j in httpx.get(f"{rte_server}/jobs/", headers=AUTH).json()["jobs"]]
+
+
+def test_a_failing_job_is_marked_failed_and_the_server_keeps_serving(rte_server):
+    response = post(rte_server, "/compress", {**SMALL_JOB, "teacher": "no-such-teacher"},
+                    headers=AUTH)
+    failed = wait_for(rte_server, response.json()["id"], ("done", "failed"))
+    assert failed["state"] == "failed" and "no-such-teacher" in failed["error"]
+    assert post(rte_server, "/predict", {"pairs": [["a", "b"]]}).status_code == 200
+    assert httpx.get(f"{rte_server}/jobs/0123456789ab", headers=AUTH).status_code == 404
+
+
+def test_restart_marks_the_running_job_interrupted_and_resume_finishes_it(tmp_path, models_root):
+    job = {"teacher": "teachers/tiny", "task": "sst2", "max_train_samples": 4000,
+           "max_eval_samples": 32, "batch_size": 8, "epochs": 1, "name": "restarted"}
+    env = server_env(tmp_path)
+    with running_server("--models-root", str(models_root), env=env) as url:
+        job_id = post(url, "/compress", job, headers=AUTH).json()["id"]
+        running = wait_for(url, job_id, ("running",), timeout=300)
+        while running.get("progress", {}).get("step", 0) < 1:
+            assert running["state"] == "running", running
+            time.sleep(0.2)
+            running = httpx.get(f"{url}/jobs/{job_id}", headers=AUTH).json()
+    record = json.loads((models_root / "jobs" / f"{job_id}.json").read_text())
+    assert record["state"] == "interrupted" and "resume" in record["error"]
+    partial = models_root / "runs" / "restarted.partial"
+    stopped_at = json.loads((partial / "checkpoints" / "last" / "progress.json").read_text())["step"]
+    assert 0 < stopped_at < 500
+    with running_server("--models-root", str(models_root), env=env) as url:
+        assert httpx.get(f"{url}/jobs/{job_id}", headers=AUTH).json()["state"] == "interrupted"
+        resumed = httpx.post(f"{url}/jobs/{job_id}/resume", headers=AUTH).json()
+        assert resumed["resume"] is True
+        done = wait_for(url, job_id, ("done", "failed"))
+    assert done["state"] == "done", done
+    assert done["report"]["student"]["metrics"]  # the run finished from its checkpoint
+    log = (models_root / "jobs" / f"{job_id}.log").read_text()
+    assert f"resumed at step {stopped_at}" in log
+    assert not partial.exists() and os.path.isdir(models_root / "runs" / "restarted" / "student")
+
+
+def test_serve_without_an_export_is_a_clear_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "ukd_compress", "serve", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "ukd-compress export" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bento_build_serves_the_same_student(sst2_run, tmp_path):
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")}
+    built = subprocess.run([sys.executable, "-m", "ukd_compress", "bento", str(sst2_run),
+                            "--build"], capture_output=True, text=True, timeout=600, env=env)
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert "saved ukd-student:" in built.stdout
+    info = ModelInfo.load(sst2_run)
+    with running_server("ukd-compress:latest", program="bentoml",
+                        env={**env, "UKD_MODEL": "ukd-student:latest"}) as url:
+        answer = post(url, "/predict", {"texts": ["a gorgeous, witty film"]}).json()
+    assert answer["model"] == info.model_id
+    expected = OnnxStudent(info).probabilities([["a gorgeous, witty film"]])[0]
+    assert np.allclose(list(answer["predictions"][0]["probabilities"].values()), expected)
