@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from pathlib import Path
@@ -28,13 +27,10 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 def write_results(name: str, data: dict, markdown: str, figure, out: Path = RESULTS) -> Path:
     """``name``.json (data + machine), .md (a table to paste) and .png (the figure)."""
-    from ukd_compress.report import save_figure
+    from ukd_compress.report import save_figure, write_json, write_text
 
     out.mkdir(parents=True, exist_ok=True)
-    data = {"benchmark": name, "machine": machine(), **data}
-    for suffix, text in ((".json", json.dumps(data, indent=1)), (".md", markdown)):
-        tmp = out / f"{name}{suffix}.tmp"
-        tmp.write_text(text)
-        tmp.rename(out / f"{name}{suffix}")
+    write_json(out / f"{name}.json", {"benchmark": name, "machine": machine(), **data})
+    write_text(out / f"{name}.md", markdown)
     save_figure(figure, out / f"{name}.png")
     return out / f"{name}.json"

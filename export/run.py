@@ -18,17 +18,12 @@ from transformers import AutoTokenizer
 from ukd_compress.errors import UserError
 from ukd_compress.pipeline import load_task
 from ukd_compress.recipe import Recipe
+from ukd_compress.report import write_json
 from ukd_compress.tasks import compute_metrics
 
 from .latency import measure_all
 from .onnx_export import export_student, ort_logits, ort_session, parity
 from .plot import plot_latency
-
-
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.rename(path)
 
 
 def onnx_metric(onnx_path: Path, texts: list[str], pairs: list[str] | None, labels: np.ndarray,

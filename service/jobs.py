@@ -24,6 +24,8 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ukd_compress.report import write_json
+
 UNFINISHED = ("queued", "running")
 JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -101,10 +103,7 @@ class Jobs:
         return json.loads(self._path(job_id).read_text())
 
     def _write(self, record: dict) -> dict:
-        path = self.records / f"{record['id']}.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.rename(path)
+        write_json(self.records / f"{record['id']}.json", record)
         return record
 
     def _update(self, job_id: str, **changes) -> dict:

@@ -28,6 +28,7 @@ from . import losses
 from .data import Batch, Collator, batches, epoch_order, num_batches
 from .heads import LayerOutputs, WithPseudoClassifiers
 from .recipe import Recipe
+from .report import write_json
 from .tasks import TaskSpec, compute_metrics
 
 
@@ -229,9 +230,7 @@ class Distiller:
                   "epoch": p.epoch, "epochs": self.recipe.training.epochs,
                   "loss": p.losses[-1] if p.losses else None, "history": p.history,
                   "updated": time.time()}
-        tmp = self.run_dir / "status.json.tmp"
-        tmp.write_text(json.dumps(status))
-        tmp.rename(self.run_dir / "status.json")
+        write_json(self.run_dir / "status.json", status, indent=None)
         self.status_written = time.monotonic()
 
     def evaluate_student(self) -> dict[str, dict[str, float]]:

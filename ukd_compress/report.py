@@ -1,8 +1,9 @@
 """report.png: the student's dev metric per epoch against the teacher's, and how well each
-teacher layer's pseudo classifier does (the cheap teacher assistants)."""
+teacher layer's pseudo classifier does (the cheap teacher assistants); files written whole."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -29,6 +30,17 @@ def plot_report(report: dict, path: Path) -> None:
               title="teacher pseudo classifiers", ylim=(min(layers + [teacher_score]) - 5, None))
     right.legend()
     save_figure(fig, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` beside ``path``, then rename it into place: readers never see half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.rename(path)
+
+
+def write_json(path: Path, data: dict, indent: int | None = 1) -> None:
+    write_text(path, json.dumps(data, indent=indent))
 
 
 def save_figure(fig: plt.Figure, path: Path) -> None:
