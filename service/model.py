@@ -1,7 +1,7 @@
 """An exported student as the service sees it: texts in, probabilities per label out.
 
 Reads the folder ``ukd-compress export`` writes (model.onnx, the tokenizer, io.json) with ONNX
-Runtime and the tokenizer alone: no PyTorch at serving time.
+Runtime and the tokenizer alone: no PyTorch in the request path.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from transformers import AutoTokenizer
 
-from export.onnx_export import onnx_folder
+from export.onnx_export import onnx_folder, ort_logits, ort_session
 from ukd_compress.errors import UserError
 from ukd_compress.strip import sha256
 
@@ -54,12 +53,7 @@ class OnnxStudent:
 
     def __init__(self, info: ModelInfo, threads: int | None = None):
         self.info = info
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
-        self.session = ort.InferenceSession(str(info.folder / info.onnx_file), options,
-                                            providers=["CPUExecutionProvider"])
-        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.session = ort_session(info.folder / info.onnx_file, threads or os.cpu_count())
         self.tokenizer = AutoTokenizer.from_pretrained(info.folder)
         # we tokenise once and pad per chunk, on purpose: silence the advice to do both at once
         self.tokenizer.deprecation_warnings["Asking-to-pad-a-fast-tokenizer"] = True
@@ -76,10 +70,9 @@ class OnnxStudent:
         order = np.argsort([len(ids) for ids in enc["input_ids"]], kind="stable")
         logits = np.empty((len(items), len(self.info.labels)))
         for chunk in np.array_split(order, -(-len(order) // CHUNK)):
-            rows = {k: [v[i] for i in chunk] for k, v in enc.items() if k in self.input_names}
-            padded = self.tokenizer.pad(rows, return_tensors="np")
-            feed = {k: v.astype(np.int64) for k, v in padded.items()}
-            logits[chunk] = self.session.run(["logits"], feed)[0]
+            rows = {k: [v[i] for i in chunk] for k, v in enc.items()}
+            logits[chunk] = ort_logits(self.session,
+                                       dict(self.tokenizer.pad(rows, return_tensors="np")))
         if logits.shape[1] == 1:  # regression (stsb): the score itself
             return logits
         logits -= logits.max(axis=1, keepdims=True)
