@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from ukd_compress.data import Collator, subsample
+from ukd_compress.data import Collator, epoch_order, subsample, text_lengths
 from ukd_compress.distill import Distiller, Interrupted
 from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers
 from ukd_compress.recipe import Recipe
@@ -85,3 +85,19 @@ def test_an_interrupted_run_resumes_where_its_checkpoint_left_off(tmp_path, sst2
     assert second.progress.step == 12
     assert second.progress.losses == pytest.approx(full.progress.losses, rel=1e-4, abs=1e-6)
     assert second.progress.best_metric == pytest.approx(full.progress.best_metric)
+
+
+def test_length_grouped_order_is_a_seeded_permutation_with_less_padding(minilm_tokenizer):
+    train = subsample(load_glue(get_task("sst2"), DATA_DIR)["train"], 2000, 0)
+    lengths = text_lengths(train)
+    tokens = [len(ids) for ids in minilm_tokenizer(list(train["text_a"]))["input_ids"]]
+
+    def padded(order):  # tokens a run pads its batches of 32 to, over the real tokens
+        return sum(32 * max(tokens[i] for i in order[b:b + 32].tolist())
+                   for b in range(0, len(order), 32)) / sum(tokens)
+
+    grouped = epoch_order(len(train), 42, 0, lengths, 32)
+    assert sorted(grouped.tolist()) == list(range(len(train)))
+    assert torch.equal(grouped, epoch_order(len(train), 42, 0, lengths, 32))  # resumable
+    assert not torch.equal(grouped, epoch_order(len(train), 42, 1, lengths, 32))
+    assert padded(grouped) < 0.5 * padded(epoch_order(len(train), 42, 0))

@@ -28,6 +28,7 @@ RECIPE_OPTIONS = {
     "epochs": ("training", "epochs"), "batch_size": ("training", "batch_size"),
     "lr": ("training", "lr"), "grad_accum": ("training", "grad_accum"),
     "seed": ("training", "seed"), "teacher_cache": ("training", "cache_teacher"),
+    "group_by_length": ("training", "group_by_length"),
     "checkpoint_every": ("training", "checkpoint_every"),
     "precision": ("training", "precision"), "max_steps": ("training", "max_steps"),
 }
@@ -151,6 +152,8 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
 @click.option("--grad-accum", type=click.IntRange(1), help="Batches per optimizer step.")
 @click.option("--teacher-cache/--no-teacher-cache", default=None,
               help="Reuse the frozen teacher's outputs after their first pass.  [default: on]")
+@click.option("--group-by-length/--no-group-by-length", default=None,
+              help="Batch texts of similar length (less padding, ~2x faster on SST-2).  [default: on]")
 @click.option("--checkpoint-every", type=click.IntRange(1), help="Steps between checkpoints.")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]),
               help="auto: bf16 autocast on CUDA, fp32 on CPU.")

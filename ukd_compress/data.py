@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import datasets
 import torch
 from transformers import PreTrainedTokenizerBase
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
 
 @dataclass
@@ -56,10 +57,24 @@ class Collator:
         return Batch(torch.tensor(rows["idx"]), labels, student, teacher)
 
 
-def epoch_order(size: int, seed: int, epoch: int) -> torch.Tensor:
+def epoch_order(size: int, seed: int, epoch: int, lengths: list[int] | None = None,
+                batch_size: int = 1) -> torch.Tensor:
     """The example order of one epoch: a permutation fixed by (seed, epoch), so a resumed run
-    replays exactly the batches it had not yet seen."""
-    return torch.randperm(size, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+    replays exactly the batches it had not yet seen.
+
+    With ``lengths``, batches hold examples of similar length (Transformers' group-by-length
+    order): batches are padded to their longest text, and on SST-2 a random batch is about 3x
+    padding, a grouped one about 1.1x.
+    """
+    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+    if lengths is None:
+        return torch.randperm(size, generator=generator)
+    return torch.tensor(get_length_grouped_indices(lengths, batch_size, generator=generator))
+
+
+def text_lengths(split: datasets.Dataset) -> list[int]:
+    """Characters per example (both texts of a pair): a tokenizer-free proxy for its length."""
+    return [len(a) + len(b or "") for a, b in zip(split["text_a"], split["text_b"])]
 
 
 def batches(split: datasets.Dataset, collate: Collator, batch_size: int,

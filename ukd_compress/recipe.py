@@ -85,6 +85,7 @@ class TrainingConfig:
     grad_accum: int = 1
     seed: int = 42
     cache_teacher: bool = True       # reuse the frozen teacher's logits after their first pass
+    group_by_length: bool = True     # batches of similar length: less padding, faster steps
     checkpoint_every: int = 100      # optimizer steps between resumable checkpoints
     precision: str = "auto"          # auto (bf16 on CUDA) | bf16 | fp32
     max_steps: int | None = None     # stop early, e.g. for tests

@@ -41,7 +41,7 @@ def finetune_teacher(base: str, spec: TaskSpec, train: datasets.Dataset,
     teacher_recipe = Recipe(task=recipe.task).replace("method", name="ce").replace(
         "training", epochs=cfg.finetune_epochs, lr=cfg.finetune_lr,
         batch_size=cfg.finetune_batch_size, seed=recipe.training.seed,
-        precision=recipe.training.precision)
+        group_by_length=recipe.training.group_by_length, precision=recipe.training.precision)
     work = folder.with_name(folder.name + ".work")
     collate = Collator(tokenizer, None, recipe.task.max_length, spec.is_regression)
     distiller = Distiller(teacher_recipe, spec, train, evals, WithPseudoClassifiers(model),
@@ -65,7 +65,7 @@ def teacher_folder(base: str, spec: TaskSpec, recipe: Recipe, train: datasets.Da
     cfg = recipe.teacher
     sample = train[:4]["text_a"] + train[-4:]["text_a"]  # identifies the data and its subsample
     settings = [cfg.finetune_epochs, cfg.finetune_lr, cfg.finetune_batch_size, len(train), sample,
-                recipe.task.max_length, recipe.training.seed]
+                recipe.task.max_length, recipe.training.seed, recipe.training.group_by_length]
     key = hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:8]
     return ukd_home() / "teachers" / f"{Path(base).name}-{spec.name}-{key}"
 
