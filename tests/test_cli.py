@@ -44,7 +44,8 @@ def test_distill_end_to_end_on_real_offline_data(tmp_path):
     assert 0 <= report["student"]["metrics"]["validation"]["accuracy"] <= 100
     assert len(report["teacher"]["pseudo_classifier_metrics"]["validation"]) == 6
     assert (out / "report.png").stat().st_size > 1000
-    assert (out / "recipe.yaml").is_file() and (out / "checkpoints" / "last").is_dir()
+    assert (out / "checkpoints" / "last").is_dir()
+    assert "lr: 0.0003\n" in (out / "recipe.yaml").read_text()  # teacher:K's default rate
     for name, digest in report["artifacts"].items():
         if name != "recipe.yaml":
             assert len(digest) == 64 and (out / name).is_file()
@@ -78,6 +79,7 @@ def test_cnn_student_from_the_teacher_tokenizer(tmp_path):
     import ukd_compress  # noqa: F401  registers the CNN with the Auto classes
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "student")
     assert type(model).__name__ == "CNNForSequenceClassification"
+    assert "lr: 0.001\n" in (tmp_path / "run" / "recipe.yaml").read_text()  # from-scratch rate
 
 
 def test_kill_then_resume(tmp_path):

@@ -115,6 +115,7 @@ class Distiller:
                  evals: dict[str, datasets.Dataset], student: WithPseudoClassifiers,
                  collate: Collator, run_dir: Path, teacher: WithPseudoClassifiers | None = None,
                  layer_map: list[int] | None = None, quiet: bool = False):
+        recipe = recipe.with_student_lr()
         self.recipe, self.spec, self.train_split, self.evals = recipe, spec, train, evals
         self.collate, self.run_dir, self.layer_map, self.quiet = collate, run_dir, layer_map, quiet
         self.weights = recipe.method.weights()

@@ -147,6 +147,7 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
         recipe = Recipe.from_yaml(resume / "recipe.yaml")
         work, final = resume, resume.with_name(resume.name[: -len(PARTIAL)])
     else:
+        recipe = recipe.with_student_lr()
         final = output or default_output(recipe)
         work = final.with_name(final.name + PARTIAL)
         for path in (final, work):

@@ -24,6 +24,14 @@ METHOD_WEIGHTS = {
     "ukd+alp": dict(alpha=0.5, beta=0.5, gamma=0.5, delta=100.0),
 }
 
+# The student's learning rate when a recipe names none, by kind of student. Measured on SST-2
+# (8,000 examples, MiniLM-L6 teacher, 3 seeds; README): a teacher:2 student under ukd reached
+# 83.6 at 3e-4 and 83.2 at 1e-4 (ce: 82.3 and 83.1). Its kept layers are rewired and need to
+# re-adapt; distillation's soft targets keep the higher rate from overfitting. A hub or folder
+# student is a pretrained checkpoint, fine-tuned gently; a BiLSTM or CNN learns from scratch
+# (at 1e-4 it stays at the majority class). Wide teachers (768+) may want --lr 1e-4 or less.
+STUDENT_LR = {"teacher": 3e-4, "pretrained": 1e-4, "scratch": 1e-3}
+
 
 @dataclass
 class TeacherConfig:
@@ -78,7 +86,7 @@ class MethodConfig:
 class TrainingConfig:
     epochs: int = 3
     batch_size: int = 32
-    lr: float = 1e-4
+    lr: float | None = None          # None: STUDENT_LR for the student's kind
     pseudo_lr: float = 1e-3          # the student's pseudo classifiers and projections
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
@@ -113,7 +121,18 @@ class Recipe:
         for name in ("epochs", "batch_size", "grad_accum", "checkpoint_every"):
             if getattr(self.training, name) < 1:
                 raise UserError(f"training.{name} must be at least 1")
+        if self.training.lr is not None and self.training.lr <= 0:
+            raise UserError("training.lr must be positive")
         return self
+
+    def with_student_lr(self) -> "Recipe":
+        """This recipe, its learning rate filled in from the student's kind if it names none."""
+        if self.training.lr is not None:
+            return self
+        spec = self.student.spec
+        kind = ("teacher" if spec.startswith("teacher:") else
+                "scratch" if spec in ("bilstm", "cnn") else "pretrained")
+        return self.replace("training", lr=STUDENT_LR[kind])
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(asdict(self), sort_keys=False)
