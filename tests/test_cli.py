@@ -82,6 +82,17 @@ def test_cnn_student_from_the_teacher_tokenizer(tmp_path):
     assert "lr: 0.001\n" in (tmp_path / "run" / "recipe.yaml").read_text()  # from-scratch rate
 
 
+def test_a_seed_makes_a_run_reproducible(tmp_path):
+    def student_sha(name: str, seed: str) -> str:
+        out = tmp_path / name
+        result = ukd("distill", *SMALL, "--student", "cnn", "--student-hidden", "32", "--seed",
+                     seed, "--max-steps", "2", "--output", str(out), "--quiet")
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads((out / "report.json").read_text())["artifacts"]["student/model.safetensors"]
+
+    assert student_sha("a", "3") == student_sha("b", "3") != student_sha("c", "4")
+
+
 def test_kill_then_resume(tmp_path):
     out = tmp_path / "run"
     partial = tmp_path / "run.partial"

@@ -20,6 +20,7 @@ import datasets
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from transformers import set_seed
 
 from .data import Collator, subsample
 from .distill import Distiller, Interrupted, make_accelerator
@@ -115,6 +116,7 @@ def prepare(recipe: Recipe) -> Setup:
     device = make_accelerator(recipe).device
     teacher, tokenizer, heads, report, heads_folder = load_teacher_with_heads(
         teacher_name, data.spec, data.train, data.evals, recipe, data.source, device)
+    set_seed(recipe.training.seed)  # the same student and dropout whether the teacher was cached
     student = build_student(recipe.student.spec, teacher, tokenizer, data.spec.label_names,
                             recipe.student.layers, recipe.student.hidden)
     wrapped = _student_wrapper(recipe, student, heads, teacher.config.hidden_size)

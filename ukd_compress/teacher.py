@@ -16,7 +16,7 @@ from pathlib import Path
 import datasets
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 from .data import Collator, batches, subsample
 from .distill import Distiller, Interrupted
@@ -35,6 +35,7 @@ def ukd_home() -> Path:
 def finetune_teacher(base: str, spec: TaskSpec, train: datasets.Dataset,
                      evals: dict[str, datasets.Dataset], recipe: Recipe, folder: Path) -> Path:
     """Fine-tune ``base`` on the task with cross-entropy and save it as a stock model folder."""
+    set_seed(recipe.training.seed)  # the new classifier head's initialisation, then dropout
     tokenizer = load_tokenizer(base)
     model = load_base_classifier(base, spec.label_names)
     cfg = recipe.teacher
@@ -111,6 +112,7 @@ def train_pseudo_classifiers(teacher: PreTrainedModel, tokenizer: PreTrainedToke
     so the heads' epochs cost almost nothing. Returns the heads and the per-layer dev metrics.
     """
     cfg = recipe.teacher
+    set_seed(recipe.training.seed)
     collate = Collator(tokenizer, tokenizer, recipe.task.max_length, spec.is_regression)
     teacher.to(device)
     sample = subsample(train, cfg.head_samples, recipe.training.seed)
