@@ -45,7 +45,7 @@ def test_distill_end_to_end_on_real_offline_data(tmp_path):
     assert len(report["teacher"]["pseudo_classifier_metrics"]["validation"]) == 6
     assert (out / "report.png").stat().st_size > 1000
     assert (out / "checkpoints" / "last").is_dir()
-    assert "lr: 0.0003\n" in (out / "recipe.yaml").read_text()  # teacher:K's default rate
+    assert "lr: 0.0001\n" in (out / "recipe.yaml").read_text()  # a transformer's default rate
     for name, digest in report["artifacts"].items():
         if name != "recipe.yaml":
             assert len(digest) == 64 and (out / name).is_file()

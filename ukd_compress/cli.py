@@ -97,11 +97,11 @@ def data_options(f):
         click.option("--max-train-samples", type=click.IntRange(1),
                      help="Train on a random subset.  [default: all on GPU, 8000 on CPU]"),
         click.option("--max-eval-samples", type=click.IntRange(1), help="Evaluate on a subset."),
-        click.option("--epochs", type=click.IntRange(1)),
+        click.option("--epochs", type=click.IntRange(1),
+                     help="Passes over the training data.  [default: distill 6, teacher 3]"),
         click.option("--batch-size", type=click.IntRange(1)),
         click.option("--lr", type=click.FloatRange(0, min_open=True),
-                     help="Learning rate.  [default: teacher 1e-4; student teacher:K 3e-4, "
-                          "bilstm/cnn 1e-3, others 1e-4]"),
+                     help="Learning rate.  [default: 1e-4; a bilstm/cnn student 1e-3]"),
         click.option("--seed", type=int),
     ]
     for option in reversed(options):
