@@ -155,7 +155,8 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
 @click.option("--teacher-cache/--no-teacher-cache", default=None,
               help="Reuse the frozen teacher's outputs after their first pass.  [default: on]")
 @click.option("--group-by-length/--no-group-by-length", default=None,
-              help="Batch texts of similar length (less padding, ~2x faster on SST-2).  [default: on]")
+              help="Batch texts of similar length (less padding; 1.5x faster steps on "
+                   "SST-2).  [default: on]")
 @click.option("--checkpoint-every", type=click.IntRange(1), help="Steps between checkpoints.")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]),
               help="auto: bf16 autocast on CUDA, fp32 on CPU.")

@@ -64,7 +64,7 @@ def epoch_order(size: int, seed: int, epoch: int, lengths: list[int] | None = No
 
     With ``lengths``, batches hold examples of similar length (Transformers' group-by-length
     order): batches are padded to their longest text, and on SST-2 a random batch is about 3x
-    padding, a grouped one about 1.1x.
+    padding, a grouped one about 1.01x.
     """
     generator = torch.Generator().manual_seed(seed * 1000 + epoch)
     if lengths is None:
