@@ -3,7 +3,8 @@
   serve RUN_DIR   requests/s and p50/p99 of /predict, adaptive batching on vs off
   infer RUN_DIR   teacher vs student, PyTorch vs ONNX Runtime fp32/int8, batch 1 and 32
   train           step time and memory per method against kd; the teacher cache's saving
-  quality         dev metric per method over seeds, fixed teacher and budget
+  scale           the headline command's shapes: examples/s, TFLOP/s, MFU, projected minutes
+  quality         a paired study: dev metric per method over seeds, tasks and budgets
   all RUN_DIR     all four, with their defaults
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
 from pathlib import Path
 
 
@@ -29,12 +32,31 @@ def main() -> None:
     train = commands.add_parser("train", help="step time per method; teacher cache on vs off")
     train.add_argument("--task", default="sst2")
     train.add_argument("--steps", type=int, default=20)
-    quality = commands.add_parser("quality", help="dev metric per method, several seeds")
-    quality.add_argument("--task", default="rte")
-    quality.add_argument("--seeds", type=int, default=3)
-    quality.add_argument("--max-train-samples", type=int, default=2000)
-    quality.add_argument("--epochs", type=int, default=3)
-    quality.add_argument("--methods", default=",".join(("ce", "kd", "pkd", "alp", "ukd", "ukd+alp")))
+    scale = commands.add_parser("scale", help="roberta-large -> distilroberta shapes: "
+                                "throughput, MFU, projected headline minutes")
+    scale.add_argument("--batch-size", type=int, default=32)
+    scale.add_argument("--steps", type=int, default=15, help="batches per phase (3 warm up)")
+    quality = commands.add_parser(
+        "quality", help="a paired study of methods over seeds (resumable, parallel)",
+        description="Default: SST-2, 8,000 examples, 6 epochs, teacher:2, ce/kd/ukd, seeds 0-2. "
+                    "Options replace that row's settings (or every row of --study).",
+        epilog="Methods take knobs in brackets: --methods 'kd,ukd,ukd[teacher_layers=window]'. "
+               "The same command continues a stopped study.")
+    quality.add_argument("--study", type=Path, help="YAML: seeds and rows (task, train_examples, "
+                         "epochs, students, methods); see benchmarks/studies/")
+    quality.add_argument("--task")
+    quality.add_argument("--train-examples", type=int, help="0: the whole training set")
+    quality.add_argument("--epochs", type=int)
+    quality.add_argument("--students", help="comma-separated, e.g. teacher:2,bilstm")
+    quality.add_argument("--methods", help="comma-separated methods and variants")
+    quality.add_argument("--seeds", type=int, help="seeds 0..N-1  [default: 3]")
+    quality.add_argument("--jobs", type=int, default=1, help="runs at once (CPU cores are split)")
+    quality.add_argument("--reference", default="kd", help="the method paired differences are to")
+    quality.add_argument("--workdir", type=Path, default=Path("runs/quality-study"),
+                         help="where the runs are kept (and found again on a rerun)")
+    quality.add_argument("--name", default="quality", help="results/<name>.json, .md, .png")
+    quality.add_argument("--results-dir", type=Path, help="[default: benchmarks/results]")
+    quality.add_argument("--data-dir", help="a GLUE-layout folder  [default: $UKD_DATA_DIR]")
     everything = commands.add_parser("all", help="train, infer, serve, quality")
     everything.add_argument("run_dir", type=Path, help="a run folder with onnx/ (for infer, serve)")
     args = parser.parse_args()
@@ -42,7 +64,8 @@ def main() -> None:
         from . import infer, quality, serve, train
 
         results = {"train": train.run(), "infer": infer.run(args.run_dir),
-                   "serve": serve.run(args.run_dir), "quality": quality.run()}
+                   "serve": serve.run(args.run_dir),
+                   "quality": quality.run_study(quality.load_study(None, {}), Path("runs/quality-study"))}
         print(json.dumps({k: v.get("goals_met", v.get("goal_met")) for k, v in results.items()}))
     elif args.benchmark == "serve":
         from .serve import run
@@ -56,11 +79,25 @@ def main() -> None:
         from .train import run
 
         print(json.dumps(run(args.task, args.steps), indent=1))
-    elif args.benchmark == "quality":
-        from .quality import run
+    elif args.benchmark == "scale":
+        from .scale import run
 
-        print(json.dumps(run(args.task, args.seeds, args.max_train_samples, args.epochs,
-                             tuple(args.methods.split(","))), indent=1))
+        print(json.dumps(run(args.batch_size, args.steps), indent=1))
+    elif args.benchmark == "quality":
+        from .quality import load_study, run_study
+        from .results import RESULTS
+
+        split = lambda text: text and [t for t in re.split(r",(?![^\[]*\])", text) if t]  # noqa: E731
+        study = load_study(args.study, {
+            "task": args.task, "epochs": args.epochs, "students": split(args.students),
+            "methods": split(args.methods), "seeds": args.seeds,
+            "train_examples": args.train_examples})
+        out = args.results_dir or RESULTS
+        result = run_study(study, args.workdir, args.jobs, args.name, args.reference,
+                           args.data_dir, out)
+        print((out / f"{args.name}.md").read_text())
+        if result["failures"]:
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
-"""The benchmarks' own arithmetic: FLOPs floors and the tables they write."""
+"""The benchmarks' own arithmetic (FLOPs floors, tables) and the quality study end to end."""
 
 import json
+import subprocess
+import sys
 
+import pytest
 from transformers import BertConfig
 
 from benchmarks.infer import encoder_flops
+from benchmarks.quality import Run, parse_method
+from ukd_compress.errors import UserError
 from benchmarks.results import markdown_table, write_results
 from ukd_compress.students.small import CNNConfig
 
@@ -30,3 +35,38 @@ def test_results_are_json_markdown_and_png(tmp_path):
     assert (tmp_path / "demo.md").read_text() == table
     assert (tmp_path / "demo.png").stat().st_size > 1000
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_quality_study_is_paired_resumable_and_written(tmp_path):
+    args = [sys.executable, "-m", "benchmarks", "quality", "--task", "rte", "--train-examples",
+            "64", "--epochs", "1", "--students", "teacher:1", "--methods",
+            "kd,ukd[teacher_layers=window,gamma=0.25]", "--seeds", "2", "--jobs", "2",
+            "--workdir", str(tmp_path / "runs"), "--name", "q", "--results-dir", str(tmp_path)]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    data = json.loads((tmp_path / "q.json").read_text())
+    assert len(data["rows"]) == 4 and data["teacher"]["rte"] > 0
+    row = data["rows"][-1]
+    assert (row["method"], row["variant"], row["seed"]) == ("ukd", "teacher_layers=window,gamma=0.25", 1)
+    assert {"task", "train_examples", "epochs", "student", "metric"} <= set(row)
+    recipe = (tmp_path / "runs" / f"{Run(**{k: row[k] for k in Run.__dataclass_fields__}).name}"
+              / "recipe.yaml").read_text()
+    assert "teacher_layers: window" in recipe and "gamma: 0.25" in recipe and "seed: 1" in recipe
+    variant = next(s for s in data["summary"] if s["method"].startswith("ukd["))
+    by_seed = {(r["method"], r["seed"]): r["metric"] for r in data["rows"]}
+    assert variant["paired"]["0"] == pytest.approx(by_seed[("ukd", 0)] - by_seed[("kd", 0)], abs=0.01)
+    assert "- kd, paired" in (tmp_path / "q.md").read_text()
+    assert (tmp_path / "q.png").stat().st_size > 1000
+    reports = sorted((tmp_path / "runs").glob("*/report.json"))
+    stamps = [p.stat().st_mtime_ns for p in reports]
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and json.loads((tmp_path / "q.json").read_text())["rows"] == data["rows"]
+    assert [p.stat().st_mtime_ns for p in reports] == stamps  # read back, not run again
+
+
+def test_a_method_variant_names_real_knobs():
+    assert parse_method("ukd[teacher_layers=window,gamma=0.25]") == (
+        "ukd", "teacher_layers=window,gamma=0.25", {"teacher_layers": "window", "gamma": 0.25})
+    for bad in ("ukd[colour=red]", "magic", "ukd[gamma]"):
+        with pytest.raises(UserError):
+            parse_method(bad)

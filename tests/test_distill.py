@@ -21,7 +21,7 @@ def sst2():
     return subsample(splits["train"], 96, 0), {"validation": subsample(splits["validation"], 48, 0)}
 
 
-def make(method="ukd", cache=True, checkpoint_every=100):
+def make(method="ukd", cache=True, checkpoint_every=100, workers=None):
     teacher_model = tiny("bert")
     teacher = WithPseudoClassifiers(teacher_model, PseudoClassifiers([32] * 4, 2)).eval()
     student_model, kept = truncated_teacher(teacher_model, 2)
@@ -29,7 +29,7 @@ def make(method="ukd", cache=True, checkpoint_every=100):
     student = WithPseudoClassifiers(student_model, PseudoClassifiers([32] * 2, 2))
     recipe = Recipe().replace("method", name=method).replace(
         "training", epochs=2, batch_size=16, lr=1e-3, cache_teacher=cache,
-        checkpoint_every=checkpoint_every)
+        checkpoint_every=checkpoint_every, loader_workers=workers)
     return recipe, teacher, student, kept
 
 
@@ -52,6 +52,13 @@ def test_cached_and_uncached_teacher_give_the_same_losses(tmp_path, sst2, minilm
     assert cached.progress.losses == pytest.approx(plain.progress.losses, rel=1e-5, abs=1e-6)
     assert len(cached_calls) == 6 and len(plain_calls) == 12  # epoch 2 read the cache
     assert cached.cache.filled.all()
+
+
+def test_batches_collated_by_loader_workers_train_exactly_the_same(tmp_path, sst2,
+                                                                    minilm_tokenizer):
+    inline, _ = run(tmp_path / "a", sst2, minilm_tokenizer)
+    workers, _ = run(tmp_path / "b", sst2, minilm_tokenizer, workers=2)
+    assert workers.progress.losses == pytest.approx(inline.progress.losses, rel=1e-5, abs=1e-6)
 
 
 def test_hidden_space_methods_run_the_teacher_every_step(tmp_path, sst2, minilm_tokenizer):

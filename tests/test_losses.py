@@ -73,3 +73,43 @@ def test_gradients_reach_the_student_and_never_the_teacher():
     assert student.backbone.embeddings.weight.grad.abs().sum() > 0
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in student.pseudo.parameters()
                if p.ndim > 1)
+
+
+def test_teacher_window_lets_each_student_layer_see_teacher_layers_at_or_above_its_depth():
+    assert losses.teacher_window(2, 6).tolist() == [[False, False, True, True, True, True],
+                                                    [False, False, False, False, False, True]]
+    assert losses.teacher_window(4, 4).tolist() == torch.eye(4, dtype=torch.bool).logical_not() \
+        .tril().logical_not().tolist()  # layer i sees layers i..4
+
+
+def test_attention_outside_the_allowed_layers_is_zero_and_rows_still_sum_to_one():
+    torch.manual_seed(3)
+    allowed = losses.teacher_window(2, 6)
+    a = losses.layer_attention(torch.randn(5, 2, 3), torch.randn(5, 6, 3), allowed=allowed)
+    assert (a[:, ~allowed] == 0).all()
+    assert torch.allclose(a.sum(-1), torch.ones(5, 2), atol=1e-6)
+    assert torch.allclose(a[:, 1, 5], torch.ones(5))  # the last student layer: the last teacher's
+
+
+def test_attention_temperature_flattens_and_mean_divides_by_the_layers():
+    torch.manual_seed(4)
+    s, t = 3 * torch.randn(6, 2, 3), 3 * torch.randn(6, 5, 3)
+    sharp, flat = losses.layer_attention(s, t), losses.layer_attention(s, t, temperature=1000.0)
+    assert flat.max() < sharp.max() and torch.allclose(flat, torch.full_like(flat, 0.2), atol=0.05)
+    total = losses.ukd(s, t, 2.0)
+    assert losses.ukd(s, t, 2.0, reduce="mean").item() == pytest.approx(total.item() / 2, rel=1e-6)
+
+
+def test_regression_attention_goes_to_the_closest_teacher_layer_not_the_largest():
+    teacher = torch.tensor([[[0.5], [2.0], [4.5]]])   # three teacher layers predict 0.5, 2, 4.5
+    student = torch.tensor([[[2.1]]])
+    a = losses.layer_attention(student, teacher)
+    assert a.argmax().item() == 1 and a[0, 0, 1] > 0.9  # a dot product would pick 4.5
+
+
+def test_small_students_use_mse_for_one_label():
+    model = tiny("bilstm", num_labels=1)
+    ids = torch.randint(5, 1000, (3, 7))
+    out = model(input_ids=ids, labels=torch.tensor([1.0, 2.5, 4.0]))
+    assert out.loss.item() == pytest.approx(
+        torch.nn.functional.mse_loss(out.logits.squeeze(-1), torch.tensor([1.0, 2.5, 4.0])).item())

@@ -6,7 +6,7 @@ import pytest
 from ukd_compress.errors import UserError
 from ukd_compress.recipe import Recipe
 from ukd_compress.tasks import (compute_metrics, find_data_dir, get_task, load_files, load_glue,
-                                offline_tasks)
+                                offline_tasks, selection_score, trivial_baseline)
 
 from conftest import DATA_DIR
 
@@ -66,3 +66,22 @@ def test_recipe_round_trips_and_rejects_unknown_keys(tmp_path):
     path.write_text("method:\n  name: magic\n")
     with pytest.raises(UserError, match="unknown method"):
         Recipe.from_yaml(path)
+
+
+def test_best_checkpoint_is_chosen_as_glue_scores_the_task():
+    assert selection_score(get_task("sst2"), {"accuracy": 80.0}) == 80.0
+    assert selection_score(get_task("cola"), {"mcc": 30.0, "accuracy": 70.0}) == 30.0
+    # F1 alone would prefer the collapsed student (always "equivalent": F1 81.2, accuracy 68.4)
+    collapsed, learned = {"f1": 81.2, "accuracy": 68.4}, {"f1": 80.0, "accuracy": 72.0}
+    assert selection_score(get_task("mrpc"), learned) > selection_score(get_task("mrpc"), collapsed)
+    assert selection_score(get_task("stsb"), {"pearson": 80.0, "spearman": 78.0}) == 79.0
+
+
+def test_trivial_baseline_is_the_majority_class_or_zero_correlation():
+    train, dev = np.array([1, 1, 1, 0]), np.array([1, 0, 0, 1, 1])
+    assert trivial_baseline(get_task("sst2"), train, dev) == {"accuracy": 60.0}
+    mrpc = trivial_baseline(get_task("mrpc"), train, dev)
+    assert mrpc["f1"] == pytest.approx(75.0) and mrpc["accuracy"] == 60.0
+    assert trivial_baseline(get_task("cola"), train, dev)["mcc"] == 0.0
+    assert trivial_baseline(get_task("stsb"), np.array([1.0, 4.0]), dev) == {"pearson": 0.0,
+                                                                             "spearman": 0.0}

@@ -25,11 +25,16 @@ RECIPE_OPTIONS = {
     "gamma": ("method", "gamma"), "delta": ("method", "delta"),
     "temperature": ("method", "temperature"), "attention_space": ("method", "attention_space"),
     "attention_scale": ("method", "attention_scale"), "layer_pooling": ("method", "layer_pooling"),
+    "attention_temperature": ("method", "attention_temperature"),
+    "ukd_layers": ("method", "ukd_layers"), "teacher_layers": ("method", "teacher_layers"),
+    "drop_weak_layers": ("method", "drop_weak_layers"), "layer_reduce": ("method", "layer_reduce"),
+    "gamma_schedule": ("method", "gamma_schedule"),
     "epochs": ("training", "epochs"), "batch_size": ("training", "batch_size"),
     "lr": ("training", "lr"), "grad_accum": ("training", "grad_accum"),
     "seed": ("training", "seed"), "teacher_cache": ("training", "cache_teacher"),
     "group_by_length": ("training", "group_by_length"),
     "checkpoint_every": ("training", "checkpoint_every"),
+    "checkpoint_minutes": ("training", "checkpoint_minutes"),
     "precision": ("training", "precision"), "max_steps": ("training", "max_steps"),
 }
 
@@ -146,6 +151,22 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
               help="Where student layers attend over teacher layers.")
 @click.option("--attention-scale/--no-attention-scale", default=None,
               help="Divide attention scores by sqrt(labels).")
+@click.option("--attention-temperature", type=click.FloatRange(0, min_open=True),
+              help="Divides the attention scores; higher spreads a student layer over more "
+                   "teacher layers.")
+@click.option("--ukd-layers", type=click.Choice(["all", "all_but_last"]),
+              help="Student layers with a UKD term (all_but_last: the last one has KD already).")
+@click.option("--teacher-layers", type=click.Choice(["all", "window"]),
+              help="Teacher layers a student layer attends to: all, or those at or above its "
+                   "relative depth.")
+@click.option("--drop-weak-layers", type=click.FloatRange(0),
+              help="Leave out teacher layers whose pseudo classifier scores this many points "
+                   "below the best one.")
+@click.option("--layer-reduce", type=click.Choice(["sum", "mean"]),
+              help="The UKD term over student layers.")
+@click.option("--gamma-schedule", type=click.Choice(["constant", "decay", "two_stage"]),
+              help="UKD weight over training: constant, decaying linearly to 0, or UKD alone "
+                   "for half the steps then CE + KD alone.")
 @click.option("--pseudo-head", type=click.Choice(["linear", "mlp"]), help="Pseudo classifier shape.")
 @click.option("--layer-pooling", type=click.Choice(["mean", "cls"]),
               help="A transformer layer's vector: mean over tokens, or the first token.")
@@ -157,7 +178,11 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
 @click.option("--group-by-length/--no-group-by-length", default=None,
               help="Batch texts of similar length (less padding; 1.5x faster steps on "
                    "SST-2).  [default: on]")
-@click.option("--checkpoint-every", type=click.IntRange(1), help="Steps between checkpoints.")
+@click.option("--checkpoint-minutes", type=click.FloatRange(0, min_open=True),
+              help="Minutes between resumable checkpoints (one is also saved every epoch)."
+                   "  [default: 5]")
+@click.option("--checkpoint-every", type=click.IntRange(1),
+              help="Also checkpoint every this many steps.")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]),
               help="auto: bf16 autocast on CUDA, fp32 on CPU.")
 @click.option("--max-steps", type=click.IntRange(1), help="Stop after this many optimizer steps.")

@@ -27,22 +27,37 @@ from transformers import get_linear_schedule_with_warmup
 from . import losses
 from .data import Batch, Collator, batches, epoch_order, num_batches, text_lengths
 from .heads import LayerOutputs, WithPseudoClassifiers
+from .layer_plan import LayerPlan
 from .recipe import Recipe
 from .report import write_json
-from .tasks import TaskSpec, compute_metrics
+from .tasks import TaskSpec, compute_metrics, selection_score
 
 
 STATUS_EVERY_S = 2.0
+LOSS_EVERY = 50       # steps between reads of the loss off the device (each read is a sync)
+LOADER_WORKERS = 2    # on CUDA, processes that collate the next batches while the GPU trains
 
 
 class Interrupted(Exception):
     """Training stopped by Ctrl-C or SIGTERM after saving a resumable checkpoint."""
 
 
+def native_bf16() -> bool:
+    """Whether bf16 matrix products run in hardware here: CUDA, or a CPU with AVX512-BF16 or AMX.
+
+    On such a CPU bf16 autocast made the default run's student steps 1.7x faster (SST-2 dev
+    accuracy 83.60 vs 83.49 in fp32, seed 42); elsewhere it would be emulated, and slower.
+    """
+    if torch.cuda.is_available():
+        return True
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def make_accelerator(recipe: Recipe) -> Accelerator:
     precision = recipe.training.precision
     if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() else "fp32"
+        precision = "bf16" if native_bf16() else "fp32"
     return Accelerator(mixed_precision="bf16" if precision == "bf16" else "no",
                        gradient_accumulation_steps=recipe.training.grad_accum)
 
@@ -55,18 +70,22 @@ class TeacherCache:
     """
 
     def __init__(self, size: int, layers: int, labels: int, device: torch.device):
+        self.device = device
         self.logits = torch.zeros(size, labels, device=device)
         self.pseudo = torch.zeros(size, layers, labels, device=device)
-        self.filled = torch.zeros(size, dtype=torch.bool, device=device)
+        self.filled = torch.zeros(size, dtype=torch.bool)  # on the CPU: a lookup needs no sync
 
     def get(self, idx: torch.Tensor) -> LayerOutputs | None:
+        """The cached outputs of examples ``idx`` (a CPU tensor), or None if any is missing."""
         if not bool(self.filled[idx].all()):
             return None
-        return LayerOutputs(self.logits[idx], None, self.pseudo[idx])
+        rows = idx.to(self.device, non_blocking=True)
+        return LayerOutputs(self.logits[rows], None, self.pseudo[rows])
 
     def put(self, idx: torch.Tensor, out: LayerOutputs) -> None:
-        self.logits[idx] = out.logits.float()
-        self.pseudo[idx] = out.pseudo_logits.float()
+        rows = idx.to(self.device, non_blocking=True)
+        self.logits[rows] = out.logits.float()
+        self.pseudo[rows] = out.pseudo_logits.float()
         self.filled[idx] = True
 
 
@@ -103,21 +122,19 @@ def evaluate(model: nn.Module, splits: dict[str, datasets.Dataset], spec: TaskSp
             for name, split in splits.items()}
 
 
-def primary(metrics: dict[str, dict[str, float]]) -> float:
-    """The number that picks the best checkpoint: the first metric of the first split."""
-    return next(iter(next(iter(metrics.values())).values()))
-
-
 class Distiller:
     """Trains ``student`` on ``train`` with the recipe's method, evaluating on ``evals``."""
 
     def __init__(self, recipe: Recipe, spec: TaskSpec, train: datasets.Dataset,
                  evals: dict[str, datasets.Dataset], student: WithPseudoClassifiers,
                  collate: Collator, run_dir: Path, teacher: WithPseudoClassifiers | None = None,
-                 layer_map: list[int] | None = None, quiet: bool = False):
+                 layer_map: list[int] | None = None, quiet: bool = False,
+                 plan: LayerPlan | None = None):
         recipe = recipe.with_student_lr()
+        train, evals = collate.tokenized(train), {k: collate.tokenized(v) for k, v in evals.items()}
         self.recipe, self.spec, self.train_split, self.evals = recipe, spec, train, evals
         self.collate, self.run_dir, self.layer_map, self.quiet = collate, run_dir, layer_map, quiet
+        self.plan = plan
         self.weights = recipe.method.weights()
         self.accelerator = make_accelerator(recipe)
         self.device = self.accelerator.device
@@ -159,9 +176,22 @@ class Distiller:
             self.cache.put(batch.idx, out)
         return out
 
+    def scheduled_weights(self) -> dict[str, float]:
+        """The method's loss weights at the current step, after its gamma schedule."""
+        w, schedule = dict(self.weights), self.recipe.method.gamma_schedule
+        done = self.progress.step / self.total_steps
+        if schedule == "decay":
+            w["gamma"] *= 1 - done
+        elif schedule == "two_stage":
+            if done < 0.5:
+                w["alpha"] = w["beta"] = 0.0
+            else:
+                w["gamma"] = 0.0
+        return w
+
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Each weighted term of the method's loss for one batch, and their sum as ``loss``."""
-        w, method = self.weights, self.recipe.method
+        w, method = self.scheduled_weights(), self.recipe.method
         with self.accelerator.autocast():
             s = self.student(with_states=self.hidden_method, **batch.student_inputs)
         terms = {"ce": losses.task_loss(s.logits.float(), batch.labels)}
@@ -170,9 +200,15 @@ class Distiller:
             T = method.temperature
             if w["beta"]:
                 terms["kd"] = losses.kd(s.logits.float(), t.logits.float(), T)
-            if w["gamma"]:
-                terms["ukd"] = losses.ukd(s.pseudo_logits.float(), t.pseudo_logits.float(), T,
-                                          method.attention_space, method.attention_scale)
+            if w["gamma"] and (self.plan is None or self.plan.student):
+                student, allowed = s.pseudo_logits, None
+                if self.plan is not None:
+                    student = student[:, self.plan.student]
+                    allowed = self.plan.allowed.to(student.device)
+                terms["ukd"] = losses.ukd(student.float(), t.pseudo_logits.float(), T,
+                                          method.attention_space, method.attention_scale,
+                                          method.attention_temperature, allowed,
+                                          method.layer_reduce)
             if w["delta"] and "pkd" in method.name:
                 terms["pkd"] = losses.pkd(s.states.float(), t.states[:, self.layer_map].float())
             if w["delta"] and "alp" in method.name:
@@ -244,13 +280,24 @@ class Distiller:
 
     def end_of_epoch(self, epoch: int) -> None:
         metrics = self.evaluate_student()
-        score = primary(metrics)
+        score = selection_score(self.spec, next(iter(metrics.values())))
         self.progress.history.append({"epoch": epoch, "step": self.progress.step, "eval": metrics})
         if score > self.progress.best_metric:
             self.progress.best_metric, self.progress.best_step = score, self.progress.step
             self.save_best()
         if not self.quiet:
             tqdm.write(f"epoch {epoch + 1}: {json.dumps(metrics)}")
+
+    def _flush_losses(self, pending: list[torch.Tensor], bar: tqdm, seen: int,
+                      started: float) -> None:
+        """Read the losses of the last steps off the device in one transfer (one sync, not one
+        per step) into the progress, and show the latest."""
+        if not pending:
+            return
+        self.progress.losses += [round(v, 6) for v in torch.stack(pending).float().tolist()]
+        pending.clear()
+        bar.set_postfix(loss=f"{self.progress.losses[-1]:.4f}",
+                        ex_s=f"{seen / (time.perf_counter() - started):.0f}")
 
     def train(self, resume: bool = False) -> Progress:
         """Run (or resume) training; returns the progress with the per-epoch history."""
@@ -262,8 +309,12 @@ class Distiller:
         p = self.progress
         bar = tqdm(total=self.total_steps, initial=p.step, disable=self.quiet, unit="step",
                    desc=f"{self.recipe.method.name}", dynamic_ncols=True)
-        seen, started = 0, time.perf_counter()
+        seen, started, pending = 0, time.perf_counter(), []
+        checkpointed = time.monotonic()
         lengths = text_lengths(self.train_split) if cfg.group_by_length else None
+        workers = cfg.loader_workers
+        if workers is None:
+            workers = LOADER_WORKERS if self.device.type == "cuda" else 0
         self.write_status("training")
         try:
             while p.epoch < cfg.epochs and p.step < self.total_steps:
@@ -272,7 +323,7 @@ class Distiller:
                 start, world = p.batch, self.accelerator.num_processes
                 for i, batch in enumerate(batches(self.train_split, self.collate, cfg.batch_size,
                                                   order, start, self.accelerator.process_index,
-                                                  world)):
+                                                  world, workers)):
                     batch = batch.to(self.device)
                     with self.accelerator.accumulate(self.student):
                         terms = self.loss_terms(batch)
@@ -286,21 +337,28 @@ class Distiller:
                     if not self.accelerator.sync_gradients:
                         continue
                     p.step, p.batch = p.step + 1, start + (i + 1) * world
-                    p.losses.append(round(terms["loss"].item(), 6))
+                    pending.append(terms["loss"].detach())
                     bar.update(1)
-                    bar.set_postfix(loss=f"{p.losses[-1]:.4f}",
-                                    ex_s=f"{seen / (time.perf_counter() - started):.0f}")
-                    if p.step % cfg.checkpoint_every == 0:
+                    status_due = time.monotonic() - self.status_written > STATUS_EVERY_S
+                    checkpoint_due = (time.monotonic() - checkpointed > 60 * cfg.checkpoint_minutes
+                                      or (cfg.checkpoint_every and p.step % cfg.checkpoint_every == 0))
+                    if len(pending) >= LOSS_EVERY or status_due or checkpoint_due:
+                        self._flush_losses(pending, bar, seen, started)
+                    if checkpoint_due:
                         self.save_checkpoint()
-                    if time.monotonic() - self.status_written > STATUS_EVERY_S:
+                        checkpointed = time.monotonic()
+                    if status_due:
                         self.write_status("training")
                     if p.step >= self.total_steps:
                         break
+                self._flush_losses(pending, bar, seen, started)
                 self.end_of_epoch(p.epoch)
                 p.epoch, p.batch = p.epoch + 1, 0
                 self.save_checkpoint()
+                checkpointed = time.monotonic()
                 self.write_status("training")
         except KeyboardInterrupt:
+            self._flush_losses(pending, bar, seen, started)
             self.save_checkpoint()
             self.write_status("interrupted")
             raise Interrupted(f"stopped at step {p.step}; checkpoint saved") from None

@@ -38,34 +38,59 @@ def kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: 
 
 
 def layer_attention(student_pseudo: torch.Tensor, teacher_pseudo: torch.Tensor,
-                    space: str = "logits", scale: bool = False) -> torch.Tensor:
+                    space: str = "logits", scale: bool = False, temperature: float = 1.0,
+                    allowed: torch.Tensor | None = None) -> torch.Tensor:
     """Attention of each student layer over all teacher layers, in the output space.
 
     student_pseudo (batch, M, labels), teacher_pseudo (batch, L, labels) -> (batch, M, L),
-    rows summing to 1. ``space``: dot products of raw logits or of log-probabilities;
-    ``scale`` divides them by sqrt(labels).
+    rows summing to 1. ``space``: dot products of raw logits or of log-probabilities (one
+    label, as in regression: minus the squared distance);
+    ``scale`` divides them by sqrt(labels), ``temperature`` by itself (higher: flatter);
+    ``allowed`` (M, L) bool, if given, limits each student layer to some teacher layers.
     """
-    if space == "logprobs":
-        student_pseudo = F.log_softmax(student_pseudo, dim=-1)
-        teacher_pseudo = F.log_softmax(teacher_pseudo, dim=-1)
-    elif space != "logits":
+    if student_pseudo.shape[-1] == 1:
+        # One output (regression): a dot product of two scalars only says which teacher layer
+        # predicts the largest value; closeness is what matters, so score by -squared distance.
+        scores = -(student_pseudo - teacher_pseudo.transpose(1, 2)).pow(2)
+    elif space == "logprobs":
+        scores = F.log_softmax(student_pseudo, -1) @ F.log_softmax(teacher_pseudo, -1).transpose(1, 2)
+    elif space == "logits":
+        scores = student_pseudo @ teacher_pseudo.transpose(1, 2)
+    else:
         raise ValueError("attention space must be 'logits' or 'logprobs'")
-    scores = student_pseudo @ teacher_pseudo.transpose(1, 2)
     if scale:
         scores = scores / student_pseudo.shape[-1] ** 0.5
+    scores = scores / temperature
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
     return scores.softmax(dim=-1)
 
 
 def ukd(student_pseudo: torch.Tensor, teacher_pseudo: torch.Tensor, temperature: float,
-        space: str = "logits", scale: bool = False) -> torch.Tensor:
+        space: str = "logits", scale: bool = False, attention_temperature: float = 1.0,
+        allowed: torch.Tensor | None = None, reduce: str = "sum") -> torch.Tensor:
     """Universal-KD: each student layer matches its attention-weighted mix of teacher layers.
 
     student_pseudo (batch, M, labels), teacher_pseudo (batch, L, labels). The projected target
-    c_i = sum_j a_ij z_T^j is detached; the loss is summed over the M student layers.
+    c_i = sum_j a_ij z_T^j is detached; the loss is summed (``reduce="sum"``) or averaged
+    (``"mean"``) over the M student layers. ``allowed``: see :func:`layer_attention`.
     """
-    weights = layer_attention(student_pseudo.detach(), teacher_pseudo, space, scale)
+    weights = layer_attention(student_pseudo.detach(), teacher_pseudo, space, scale,
+                              attention_temperature, allowed)
     projected = weights @ teacher_pseudo
-    return student_pseudo.shape[1] * soft_target_loss(student_pseudo, projected, temperature)
+    per_layer = soft_target_loss(student_pseudo, projected, temperature)
+    return per_layer * student_pseudo.shape[1] if reduce == "sum" else per_layer
+
+
+def teacher_window(student_layers: int, teacher_layers: int) -> torch.Tensor:
+    """(M, L) bool: student layer i may attend to teacher layers at or above its relative depth.
+
+    With 2 student and 6 teacher layers: layer 1 attends to teacher layers 3-6, layer 2 to 6.
+    The lower teacher layers, weaker classifiers, then teach the lower student layers only.
+    """
+    student_depth = torch.arange(1, student_layers + 1) / student_layers
+    teacher_depth = torch.arange(1, teacher_layers + 1) / teacher_layers
+    return teacher_depth.unsqueeze(0) >= student_depth.unsqueeze(1) - 1e-6
 
 
 def pkd(student_states: torch.Tensor, teacher_states: torch.Tensor) -> torch.Tensor:

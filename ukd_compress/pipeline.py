@@ -13,10 +13,11 @@ import json
 import platform
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -26,12 +27,14 @@ from .data import Collator, subsample
 from .distill import Distiller, Interrupted, make_accelerator
 from .errors import UserError
 from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths
+from .layer_plan import LayerPlan, layer_plan
 from .models import load_config
 from .recipe import Recipe
 from .report import plot_report
 from .strip import artifact_hashes, folder_bytes, strip
 from .students import Student, build_student, check_fits, evenly_spaced
-from .tasks import TaskSpec, find_data_dir, get_task, load_files, load_glue, offline_tasks
+from .tasks import (TaskSpec, find_data_dir, get_task, load_files, load_glue, offline_tasks,
+                    trivial_baseline)
 from .teacher import load_teacher_with_heads, resolve_teacher
 
 CPU_TRAIN_SAMPLES = 8000
@@ -90,9 +93,10 @@ class Setup:
     student_tokenizer: object
     collate: Collator
     layer_map: list[int]
+    plan: LayerPlan
 
 
-def _student_wrapper(recipe: Recipe, student: Student, teacher_heads: PseudoClassifiers,
+def wrap_student(recipe: Recipe, student: Student, teacher_heads: PseudoClassifiers,
                      teacher_width: int) -> WithPseudoClassifiers:
     """The student plus pseudo classifiers (UKD) and projections (PKD/ALP) as the method needs."""
     weights = recipe.method.weights()
@@ -119,13 +123,16 @@ def prepare(recipe: Recipe) -> Setup:
     set_seed(recipe.training.seed)  # the same student and dropout whether the teacher was cached
     student = build_student(recipe.student.spec, teacher, tokenizer, data.spec.label_names,
                             recipe.student.layers, recipe.student.hidden)
-    wrapped = _student_wrapper(recipe, student, heads, teacher.config.hidden_size)
+    wrapped = wrap_student(recipe, student, heads, teacher.config.hidden_size)
     depth = teacher.config.num_hidden_layers
     layer_map = student.kept_layers or evenly_spaced(depth, len(backbone_widths(student.model)))
     collate = Collator(student.tokenizer, tokenizer, recipe.task.max_length, data.spec.is_regression)
+    layer_scores = [next(iter(m.values())) for m in next(iter(report["layers"].values()))]
+    plan = layer_plan(recipe.method, len(backbone_widths(student.model)), len(heads.heads),
+                      layer_scores)
     return Setup(data, WithPseudoClassifiers(teacher, heads, pooling=recipe.method.layer_pooling),
                  teacher_name, report, heads_folder,
-                 wrapped, student.tokenizer, collate, layer_map)
+                 wrapped, student.tokenizer, collate, layer_map, plan)
 
 
 def default_output(recipe: Recipe) -> Path:
@@ -162,7 +169,8 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
     shutil.copytree(setup.teacher_heads_folder, work / "teacher_pseudo_classifiers",
                     dirs_exist_ok=True)
     distiller = Distiller(recipe, setup.data.spec, setup.data.train, setup.data.evals,
-                          setup.student, setup.collate, work, setup.teacher, setup.layer_map, quiet)
+                          setup.student, setup.collate, work, setup.teacher, setup.layer_map, quiet,
+                          setup.plan)
     try:
         progress = distiller.train(resume=resume is not None)
     except Interrupted as exc:
@@ -180,15 +188,18 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
         "student": {"spec": recipe.student.spec, "params": params(best.backbone),
                     "bytes": folder_bytes(work / "student"), "metrics": student_metrics,
                     "best_step": progress.best_step},
-        "method": {"name": recipe.method.name, "weights": recipe.method.weights(),
-                   "temperature": recipe.method.temperature,
-                   "teacher_cache": distiller.cache is not None},
+        "method": {**asdict(recipe.method), "weights": recipe.method.weights(),
+                   "teacher_cache": distiller.cache is not None,
+                   "ukd_attends": {str(s): t for s, t in zip(setup.plan.student,
+                                                             setup.plan.describe())}},
+        "baseline": baseline(setup.data),
         "history": progress.history,
         "recipe_sha256": recipe.sha256(),
-        "device": str(distiller.device), "precision": recipe.training.precision,
+        "device": str(distiller.device), "precision": distiller.accelerator.mixed_precision,
         "platform": platform.platform(), "torch": torch.__version__,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
+    report["warnings"] = warnings(report)
     report["artifacts"] = artifact_hashes(work, ("student", "teacher_pseudo_classifiers"))
     report["artifacts"]["recipe.yaml"] = recipe.sha256()
     (work / "report.json").write_text(json.dumps(report, indent=1))
@@ -199,13 +210,40 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
     return final
 
 
+def baseline(data: TaskData) -> dict:
+    """The trivial baseline's metrics on each eval split, for reading a student's beside it."""
+    train_labels = np.asarray(data.train["label"])
+    return {"name": "training mean" if data.spec.is_regression else "majority class",
+            "metrics": {name: trivial_baseline(data.spec, train_labels, np.asarray(split["label"]))
+                        for name, split in data.evals.items()}}
+
+
+def warnings(report: dict) -> list[str]:
+    """What a reader of the report must not miss: a student no better than a constant guess."""
+    out = []
+    for split, metrics in report["student"]["metrics"].items():
+        name, value = next(iter(metrics.items()))
+        floor = report["baseline"]["metrics"][split][name]
+        if value < floor + 1.0:
+            out.append(f"the student's {split} {name} ({value:.2f}) is within 1 point of the "
+                       f"{report['baseline']['name']} baseline ({floor:.2f}): it learned "
+                       "little beyond a constant guess")
+    return out
+
+
+def _metrics_line(metrics: dict[str, dict[str, float]]) -> str:
+    return ", ".join(f"{split} {k} {v:.2f}" for split, m in metrics.items() for k, v in m.items())
+
+
 def summary(report: dict, run_dir: Path) -> str:
     """A few lines a person reads at the end of a run."""
     lines = [f"run folder: {run_dir}"]
     for who in ("teacher", "student"):
-        metrics = report[who]["metrics"]
-        shown = ", ".join(f"{split} {k} {v:.2f}" for split, m in metrics.items() for k, v in m.items())
-        lines.append(f"{who:8s} {report[who]['params'] / 1e6:6.1f}M params  {shown}")
+        lines.append(f"{who:8s} {report[who]['params'] / 1e6:6.1f}M params  "
+                     f"{_metrics_line(report[who]['metrics'])}")
+    lines.append(f"baseline ({report['baseline']['name']})  "
+                 f"{_metrics_line(report['baseline']['metrics'])}")
+    lines += [f"warning: {w}" for w in report["warnings"]]
     lines.append(f"stripped student: {run_dir / 'student'} "
                  "(AutoModelForSequenceClassification.from_pretrained loads it)")
     return "\n".join(lines)

@@ -24,6 +24,13 @@ METHOD_WEIGHTS = {
     "ukd+alp": dict(alpha=0.5, beta=0.5, gamma=0.5, delta=100.0),
 }
 
+# The knobs of the UKD term that take one of a few words.
+METHOD_CHOICES = {
+    "attention_space": ("logits", "logprobs"), "layer_pooling": ("mean", "cls"),
+    "ukd_layers": ("all", "all_but_last"), "teacher_layers": ("all", "window"),
+    "layer_reduce": ("sum", "mean"), "gamma_schedule": ("constant", "decay", "two_stage"),
+}
+
 # The student's learning rate when a recipe names none, by kind of student: a transformer
 # student starts from pretrained (or teacher) weights and is fine-tuned gently; a BiLSTM or CNN
 # learns from scratch and, at the transformer rate, stays at the majority class on SST-2.
@@ -72,7 +79,15 @@ class MethodConfig:
     temperature: float = 2.0
     attention_space: str = "logits"  # logits | logprobs
     attention_scale: bool = False
+    attention_temperature: float = 1.0  # divides the attention scores: higher is flatter
     layer_pooling: str = "mean"      # how a transformer layer becomes one vector: mean | cls
+    ukd_layers: str = "all"          # student layers with a UKD term: all | all_but_last
+    teacher_layers: str = "all"      # what a student layer attends to: all | window (teacher
+                                     # layers at or above its relative depth)
+    drop_weak_layers: float | None = None  # drop teacher layers this many points below the best
+    layer_reduce: str = "sum"        # the UKD term over student layers: sum | mean
+    gamma_schedule: str = "constant"  # constant | decay (linearly to 0) | two_stage (UKD alone,
+                                      # then CE + KD alone, half the steps each)
 
     def weights(self) -> dict[str, float]:
         defaults = METHOD_WEIGHTS[self.name]
@@ -93,8 +108,10 @@ class TrainingConfig:
     seed: int = 42
     cache_teacher: bool = True       # reuse the frozen teacher's logits after their first pass
     group_by_length: bool = True     # batches of similar length: less padding, faster steps
-    checkpoint_every: int = 100      # optimizer steps between resumable checkpoints
-    precision: str = "auto"          # auto (bf16 on CUDA) | bf16 | fp32
+    checkpoint_minutes: float = 5.0  # minutes between resumable checkpoints (and every epoch)
+    checkpoint_every: int | None = None  # or every this many optimizer steps
+    precision: str = "auto"          # auto: bf16 on CUDA and CPUs with native bf16, else fp32
+    loader_workers: int | None = None  # processes collating batches; None: 2 on CUDA, 0 on CPU
     max_steps: int | None = None     # stop early, e.g. for tests
 
 
@@ -109,17 +126,22 @@ class Recipe:
     def validate(self) -> "Recipe":
         if self.method.name not in METHODS:
             raise UserError(f"unknown method {self.method.name!r}; choose from {', '.join(METHODS)}")
-        if self.method.attention_space not in ("logits", "logprobs"):
-            raise UserError("attention space must be 'logits' or 'logprobs'")
-        if self.method.layer_pooling not in ("mean", "cls"):
-            raise UserError("layer pooling must be 'mean' or 'cls'")
+        for name, choices in METHOD_CHOICES.items():
+            if getattr(self.method, name) not in choices:
+                raise UserError(f"method.{name} must be one of {', '.join(choices)}")
+        if self.method.attention_temperature <= 0 or self.method.temperature <= 0:
+            raise UserError("temperatures must be positive")
         if self.teacher.pseudo_head not in ("linear", "mlp"):
             raise UserError("pseudo head must be 'linear' or 'mlp'")
         if self.training.precision not in ("auto", "bf16", "fp32"):
             raise UserError("precision must be auto, bf16 or fp32")
         for name in ("epochs", "batch_size", "grad_accum", "checkpoint_every"):
-            if getattr(self.training, name) < 1:
+            if getattr(self.training, name) is not None and getattr(self.training, name) < 1:
                 raise UserError(f"training.{name} must be at least 1")
+        if self.training.loader_workers is not None and self.training.loader_workers < 0:
+            raise UserError("training.loader_workers must be 0 or more")
+        if self.training.checkpoint_minutes <= 0:
+            raise UserError("training.checkpoint_minutes must be positive")
         if self.training.lr is not None and self.training.lr <= 0:
             raise UserError("training.lr must be positive")
         return self

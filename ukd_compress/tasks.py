@@ -235,3 +235,24 @@ def compute_metrics(spec: TaskSpec, logits: np.ndarray, labels: np.ndarray) -> d
     if spec.metric == "mcc":
         out = {"mcc": 100 * float(matthews_corrcoef(labels, preds)), **out}
     return out
+
+
+def selection_score(spec: TaskSpec, metrics: dict[str, float]) -> float:
+    """The number that picks the best checkpoint, as GLUE scores the task: the mean of F1 and
+    accuracy, or of Pearson and Spearman; else the task's one metric. F1 alone rewards a
+    student that collapses to always saying the positive class."""
+    if spec.metric in ("f1", "pearson"):
+        return sum(metrics.values()) / len(metrics)
+    return metrics[spec.metric]
+
+
+def trivial_baseline(spec: TaskSpec, train_labels: np.ndarray, eval_labels: np.ndarray
+                     ) -> dict[str, float]:
+    """The metrics of a constant guess: the training set's majority class, or for regression
+    its mean (whose correlation with any label is 0)."""
+    if spec.is_regression:
+        return {"pearson": 0.0, "spearman": 0.0}
+    majority = np.bincount(train_labels.astype(int), minlength=spec.num_labels).argmax()
+    logits = np.zeros((len(eval_labels), spec.num_labels))
+    logits[:, majority] = 1.0
+    return compute_metrics(spec, logits, eval_labels)

@@ -168,9 +168,11 @@ def load_teacher_with_heads(teacher_name: str, spec: TaskSpec, train: datasets.D
         report = json.loads((folder / "pseudo_classifiers.json").read_text())["report"]
         return teacher, tokenizer, heads, report, folder
     heads, report = train_pseudo_classifiers(teacher, tokenizer, spec, train, evals, recipe, device)
-    tmp = folder.with_name(folder.name + ".tmp")
+    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")  # runs in parallel may race here
     shutil.rmtree(tmp, ignore_errors=True)
     heads.cpu().save(tmp, {"teacher": teacher_name, "task": spec.name, "report": report})
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    try:
+        tmp.rename(folder)
+    except OSError:  # another run cached the same heads first: theirs and ours are equal
+        shutil.rmtree(tmp, ignore_errors=True)
     return teacher, tokenizer, heads, report, folder

@@ -85,8 +85,9 @@ class _SmallStudent(PreTrainedModel):
             pooled.append(_masked_max(x, mask))
         logits = self.classifier(pooled[-1])
         loss = None
-        if labels is not None:
-            loss = nn.functional.cross_entropy(logits, labels)
+        if labels is not None:  # as Transformers' classifiers: MSE for one label (regression)
+            loss = (nn.functional.mse_loss(logits.squeeze(-1), labels.float())
+                    if self.config.num_labels == 1 else nn.functional.cross_entropy(logits, labels))
         return SequenceClassifierOutput(loss=loss, logits=logits,
                                         hidden_states=tuple(pooled) if output_hidden_states else None)
 
