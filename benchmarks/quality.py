@@ -120,8 +120,12 @@ def base_recipe(run: Run, data_dir: str | None) -> Recipe:
 
 def resolve_teachers(runs: list[Run], data_dir: str | None) -> dict[tuple, str]:
     """The fixed teacher of each (task, budget): fine-tuned now if not cached."""
+    import datasets
+
     from ukd_compress.pipeline import load_task
     from ukd_compress.teacher import resolve_teacher
+
+    datasets.disable_progress_bars()
 
     teachers = {}
     for run in runs:
@@ -190,7 +194,8 @@ def run_study(study: dict, folder: Path, jobs: int = 1, name: str = "quality",
             rows.append({**run.__dict__, "metric": round(primary(report["student"]["metrics"]), 2),
                          "teacher_metric": round(primary(report["teacher"]["metrics"]), 2),
                          "per_epoch": [round(primary(h["eval"]), 2) for h in report["history"]],
-                         "wall_seconds": report["wall_seconds"], "device": report["device"]})
+                         "wall_seconds": report["wall_seconds"], "device": report["device"],
+                         "examples_per_s": report.get("training", {}).get("examples_per_s")})
     order = {run.name: i for i, run in enumerate(runs)}
     rows.sort(key=lambda r: order[Run(**{k: r[k] for k in Run.__dataclass_fields__}).name])
     result = summarise(rows, reference)
@@ -243,10 +248,11 @@ def markdown(result: dict, reference: str) -> str:
               "wins", "per seed"]
     table = []
     for s in result["summary"]:
-        delta = ("" if s["paired_mean"] is None or s["method"] == reference
-                 else f"{s['paired_mean']:+.2f} ± {s['paired_std'] or 0:.2f}")
+        versus = s["paired_mean"] is not None and s["method"] != reference
         table.append([s["group"], s["method"], f"{s['mean']:.2f}", f"{s['std']:.2f}",
-                      s["of_teacher"], delta, f"{s['wins']}/{len(s['paired'])}",
+                      s["of_teacher"],
+                      f"{s['paired_mean']:+.2f} ± {s['paired_std'] or 0:.2f}" if versus else "",
+                      f"{s['wins']}/{len(s['paired'])}" if versus else "",
                       " ".join(f"{m:.2f}" for m in s["scores"].values())])
     teachers = ", ".join(f"{k} {v:.2f}" for k, v in result["teacher"].items())
     return (f"Quality study, dev metric of the best epoch; teachers: {teachers}. Paired: seed s "

@@ -9,6 +9,7 @@ from transformers import BertConfig
 
 from benchmarks.infer import encoder_flops
 from benchmarks.quality import Run, parse_method
+from benchmarks.scale import projected_minutes
 from ukd_compress.errors import UserError
 from benchmarks.results import markdown_table, write_results
 from ukd_compress.students.small import CNNConfig
@@ -70,3 +71,30 @@ def test_a_method_variant_names_real_knobs():
     for bad in ("ukd[colour=red]", "magic", "ukd[gamma]"):
         with pytest.raises(UserError):
             parse_method(bad)
+
+
+def test_scale_bench_times_every_phase_of_both_pairs(tmp_path, monkeypatch):
+    import benchmarks.scale as scale
+
+    for config in scale.CONFIGS.values():  # the headline's code path at a test's size
+        monkeypatch.setitem(config, "hidden_size", 32)
+        monkeypatch.setitem(config, "num_attention_heads", 2)
+        monkeypatch.setitem(config, "intermediate_size", 64)
+        monkeypatch.setitem(config, "num_hidden_layers", min(config["num_hidden_layers"], 4))
+    written = {}
+    monkeypatch.setattr(scale, "write_results",
+                        lambda name, data, md, fig: written.update(name=name, md=md))
+    data = scale.run(batch_size=4, steps=5)
+    assert written["name"] == "scale-cpu" and "projected headline command" in written["md"]
+    for pair in data["pairs"].values():
+        assert set(pair["phases"]) == {"teacher_finetune", "cache_fill", "student_kd", "student_ukd"}
+        for phase in pair["phases"].values():
+            assert phase["examples_per_s"] > 0 and 0 < phase["mfu"] < 1 and phase["peak_mib"] > 0
+    assert data["projected_headline_minutes"] == scale.projected_minutes(data["phases"], 8000)
+
+
+def test_projection_adds_up_the_headline_command():
+    phases = {"teacher_finetune": {"examples_per_s": 100.0}, "cache_fill": {"examples_per_s": 1000.0},
+              "student_ukd": {"examples_per_s": 500.0}}
+    # 3 x 1000/100 + (10000 + 19647)/1000 + 1000/1000 + 6 x 1000/500 = 30 + 29.647 + 1 + 12 s
+    assert projected_minutes(phases, train=1000) == round((30 + 29.647 + 1 + 12) / 60, 1)

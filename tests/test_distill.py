@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from ukd_compress import losses
 from ukd_compress.data import Collator, epoch_order, subsample, text_lengths
 from ukd_compress.distill import Distiller, Interrupted
 from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers
@@ -108,3 +109,23 @@ def test_length_grouped_order_is_a_seeded_permutation_with_less_padding(minilm_t
     assert torch.equal(grouped, epoch_order(len(train), 42, 0, lengths, 32))  # resumable
     assert not torch.equal(grouped, epoch_order(len(train), 42, 1, lengths, 32))
     assert padded(grouped) < 0.5 * padded(epoch_order(len(train), 42, 0))
+
+
+def test_last_layer_classifier_puts_the_final_logits_in_place_of_the_last_pseudo_head(
+        tmp_path, sst2, minilm_tokenizer):
+    recipe, teacher, student, kept = make()
+    collate = Collator(minilm_tokenizer, minilm_tokenizer, 64)
+    batch = collate(sst2[0][:8])
+    terms = {}
+    for last in ("pseudo", "classifier"):
+        r = recipe.replace("method", last_layer=last, alpha=0.0, beta=0.0)
+        d = Distiller(r, get_task("sst2"), sst2[0], sst2[1], student, collate, tmp_path / last,
+                      teacher, kept, quiet=True)
+        d.student.eval()
+        terms[last] = d.loss_terms(batch)["ukd"].item()
+        s, t = d.student(**batch.student_inputs), teacher(**batch.teacher_inputs)
+    expected = losses.ukd(torch.stack([s.pseudo_logits[:, 0], s.logits], 1).float(),
+                          torch.cat([t.pseudo_logits[:, :-1], t.logits.unsqueeze(1)], 1).float(),
+                          2.0)
+    assert terms["classifier"] == pytest.approx(expected.item(), rel=1e-2)  # bf16 on some CPUs
+    assert terms["classifier"] != pytest.approx(terms["pseudo"], rel=0.1)

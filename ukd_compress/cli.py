@@ -27,6 +27,7 @@ RECIPE_OPTIONS = {
     "attention_scale": ("method", "attention_scale"), "layer_pooling": ("method", "layer_pooling"),
     "attention_temperature": ("method", "attention_temperature"),
     "ukd_layers": ("method", "ukd_layers"), "teacher_layers": ("method", "teacher_layers"),
+    "last_layer": ("method", "last_layer"),
     "drop_weak_layers": ("method", "drop_weak_layers"), "layer_reduce": ("method", "layer_reduce"),
     "gamma_schedule": ("method", "gamma_schedule"),
     "epochs": ("training", "epochs"), "batch_size": ("training", "batch_size"),
@@ -156,6 +157,9 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
                    "teacher layers.")
 @click.option("--ukd-layers", type=click.Choice(["all", "all_but_last"]),
               help="Student layers with a UKD term (all_but_last: the last one has KD already).")
+@click.option("--last-layer", type=click.Choice(["pseudo", "classifier"]),
+              help="In UKD, the last layer speaks through its pseudo classifier or through the "
+                   "model's own classifier (teacher and student alike).")
 @click.option("--teacher-layers", type=click.Choice(["all", "window"]),
               help="Teacher layers a student layer attends to: all, or those at or above its "
                    "relative depth.")

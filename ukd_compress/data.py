@@ -38,7 +38,7 @@ class Batch:
         pin = lambda d: {k: v.pin_memory() for k, v in d.items()}  # noqa: E731
         student = pin(self.student_inputs)
         teacher = student if self.teacher_inputs is self.student_inputs else pin(self.teacher_inputs)
-        return Batch(self.idx, self.labels.pin_memory(), student, teacher)
+        return Batch(self.idx.pin_memory(), self.labels.pin_memory(), student, teacher)
 
 
 def tokenize(tokenizer: PreTrainedTokenizerBase, text_a: list[str], text_b: list[str | None],

@@ -35,7 +35,7 @@ from .tasks import TaskSpec, compute_metrics, selection_score
 
 STATUS_EVERY_S = 2.0
 LOSS_EVERY = 50       # steps between reads of the loss off the device (each read is a sync)
-LOADER_WORKERS = 2    # on CUDA, processes that collate the next batches while the GPU trains
+LOADER_WORKERS = 1    # on CUDA, a process that collates the next batches while the GPU trains
 
 
 class Interrupted(Exception):
@@ -134,10 +134,10 @@ class Distiller:
         train, evals = collate.tokenized(train), {k: collate.tokenized(v) for k, v in evals.items()}
         self.recipe, self.spec, self.train_split, self.evals = recipe, spec, train, evals
         self.collate, self.run_dir, self.layer_map, self.quiet = collate, run_dir, layer_map, quiet
-        self.plan = plan
         self.weights = recipe.method.weights()
         self.accelerator = make_accelerator(recipe)
         self.device = self.accelerator.device
+        self.plan = plan and LayerPlan(plan.student, plan.allowed.to(self.device))
         self.hidden_method = self.weights["delta"] > 0
         cfg = recipe.training
         self.steps_per_epoch = math.ceil(num_batches(len(train), cfg.batch_size) / cfg.grad_accum)
@@ -201,11 +201,14 @@ class Distiller:
             if w["beta"]:
                 terms["kd"] = losses.kd(s.logits.float(), t.logits.float(), T)
             if w["gamma"] and (self.plan is None or self.plan.student):
-                student, allowed = s.pseudo_logits, None
+                student, teacher = s.pseudo_logits, t.pseudo_logits
+                if method.last_layer == "classifier":  # the model's own head reads the last layer
+                    student = torch.cat([student[:, :-1], s.logits.unsqueeze(1)], dim=1)
+                    teacher = torch.cat([teacher[:, :-1], t.logits.unsqueeze(1)], dim=1)
+                allowed = None
                 if self.plan is not None:
-                    student = student[:, self.plan.student]
-                    allowed = self.plan.allowed.to(student.device)
-                terms["ukd"] = losses.ukd(student.float(), t.pseudo_logits.float(), T,
+                    student, allowed = student[:, self.plan.student], self.plan.allowed
+                terms["ukd"] = losses.ukd(student.float(), teacher.float(), T,
                                           method.attention_space, method.attention_scale,
                                           method.attention_temperature, allowed,
                                           method.layer_reduce)
@@ -364,5 +367,7 @@ class Distiller:
             raise Interrupted(f"stopped at step {p.step}; checkpoint saved") from None
         finally:
             bar.close()
+            self.throughput = {"train_seconds": round(time.perf_counter() - started, 1),
+                               "examples_per_s": round(seen / (time.perf_counter() - started), 1)}
         self.write_status("finished")
         return p

@@ -198,6 +198,7 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
         "device": str(distiller.device), "precision": distiller.accelerator.mixed_precision,
         "platform": platform.platform(), "torch": torch.__version__,
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "training": distiller.throughput,  # this process's student loop (a resumed run: since resuming)
     }
     report["warnings"] = warnings(report)
     report["artifacts"] = artifact_hashes(work, ("student", "teacher_pseudo_classifiers"))

@@ -28,6 +28,7 @@ METHOD_WEIGHTS = {
 METHOD_CHOICES = {
     "attention_space": ("logits", "logprobs"), "layer_pooling": ("mean", "cls"),
     "ukd_layers": ("all", "all_but_last"), "teacher_layers": ("all", "window"),
+    "last_layer": ("pseudo", "classifier"),
     "layer_reduce": ("sum", "mean"), "gamma_schedule": ("constant", "decay", "two_stage"),
 }
 
@@ -82,6 +83,8 @@ class MethodConfig:
     attention_temperature: float = 1.0  # divides the attention scores: higher is flatter
     layer_pooling: str = "mean"      # how a transformer layer becomes one vector: mean | cls
     ukd_layers: str = "all"          # student layers with a UKD term: all | all_but_last
+    last_layer: str = "pseudo"       # the last layer's logits in UKD, for teacher and student:
+                                     # its pseudo classifier's, or the model's own classifier's
     teacher_layers: str = "all"      # what a student layer attends to: all | window (teacher
                                      # layers at or above its relative depth)
     drop_weak_layers: float | None = None  # drop teacher layers this many points below the best
@@ -111,7 +114,7 @@ class TrainingConfig:
     checkpoint_minutes: float = 5.0  # minutes between resumable checkpoints (and every epoch)
     checkpoint_every: int | None = None  # or every this many optimizer steps
     precision: str = "auto"          # auto: bf16 on CUDA and CPUs with native bf16, else fp32
-    loader_workers: int | None = None  # processes collating batches; None: 2 on CUDA, 0 on CPU
+    loader_workers: int | None = None  # processes collating batches; None: 1 on CUDA, 0 on CPU
     max_steps: int | None = None     # stop early, e.g. for tests
 
 

@@ -56,6 +56,7 @@ def finetune_teacher(base: str, spec: TaskSpec, train: datasets.Dataset,
     save_model_folder(best, tokenizer, folder,
                       {"teacher.json": json.dumps({"base": base, "task": spec.name,
                                                    "history": metrics,
+                                                   "training": distiller.throughput,
                                                    "recipe": teacher_recipe.to_yaml()}, indent=1)})
     shutil.rmtree(work, ignore_errors=True)
     return folder
