@@ -68,12 +68,12 @@ def layer_attention(student_pseudo: torch.Tensor, teacher_pseudo: torch.Tensor,
 
 def ukd(student_pseudo: torch.Tensor, teacher_pseudo: torch.Tensor, temperature: float,
         space: str = "logits", scale: bool = False, attention_temperature: float = 1.0,
-        allowed: torch.Tensor | None = None, reduce: str = "sum") -> torch.Tensor:
+        allowed: torch.Tensor | None = None, reduce: str = "mean") -> torch.Tensor:
     """Universal-KD: each student layer matches its attention-weighted mix of teacher layers.
 
     student_pseudo (batch, M, labels), teacher_pseudo (batch, L, labels). The projected target
-    c_i = sum_j a_ij z_T^j is detached; the loss is summed (``reduce="sum"``) or averaged
-    (``"mean"``) over the M student layers. ``allowed``: see :func:`layer_attention`.
+    c_i = sum_j a_ij z_T^j is detached; the loss is averaged (``reduce="mean"``) or summed
+    (``"sum"``) over the M student layers. ``allowed``: see :func:`layer_attention`.
     """
     weights = layer_attention(student_pseudo.detach(), teacher_pseudo, space, scale,
                               attention_temperature, allowed)
