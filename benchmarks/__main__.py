@@ -35,7 +35,8 @@ def main() -> None:
     scale = commands.add_parser("scale", help="roberta-large -> distilroberta shapes: "
                                 "throughput, MFU, projected headline minutes")
     scale.add_argument("--batch-size", type=int, default=32)
-    scale.add_argument("--steps", type=int, default=15, help="batches per phase (3 warm up)")
+    scale.add_argument("--steps", type=int, default=12,
+                       help="batches per phase, each run once untimed first")
     quality = commands.add_parser(
         "quality", help="a paired study of methods over seeds (resumable, parallel)",
         description="Default: SST-2, 8,000 examples, 6 epochs, teacher:2, ce/kd/ukd, seeds 0-2. "

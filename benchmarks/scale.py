@@ -40,7 +40,7 @@ from ukd_compress.data import Collator, batches, epoch_order, subsample, text_le
 from ukd_compress.distill import Distiller, native_bf16  # noqa: E402
 from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths  # noqa: E402
 from ukd_compress.layer_plan import layer_plan  # noqa: E402
-from ukd_compress.models import load_tokenizer  # noqa: E402
+from ukd_compress.models import attention, load_tokenizer  # noqa: E402
 from ukd_compress.pipeline import wrap_student  # noqa: E402
 from ukd_compress.recipe import Recipe  # noqa: E402
 from ukd_compress.students import Student, build_student  # noqa: E402
@@ -71,7 +71,7 @@ GOAL_HEADLINE_MINUTES = 30
 def build(name: str, num_labels: int = 3):
     config = AutoConfig.for_model(**CONFIGS[name], num_labels=num_labels)
     torch.manual_seed(0)
-    return AutoModelForSequenceClassification.from_config(config)
+    return AutoModelForSequenceClassification.from_config(config, **attention())
 
 
 def device_peak(device: torch.device) -> tuple[float, str]:
@@ -112,16 +112,17 @@ def rte_batches(tokenizer: PreTrainedTokenizerBase, batch_size: int, steps: int,
     return chosen
 
 
-def timed(step, data: list, device: torch.device, warmup: int = 3) -> tuple[float, float]:
-    """Median seconds per step over ``data`` after ``warmup`` steps, and peak memory (MiB:
-    CUDA's allocator peak, or on CPU the process's peak resident size so far)."""
+def timed(step, data: list, device: torch.device) -> tuple[float, float]:
+    """Median seconds per step over ``data``, after one untimed pass over the same batches (each
+    batch length is a new shape: its first step pays for kernel selection, not for the work),
+    and peak memory (MiB: CUDA's allocator peak, or on CPU the process's peak resident size)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    for batch in data[:warmup]:
-        step(batch.to(device))
+    data = [batch.to(device) for batch in data]
+    for batch in data:
+        step(batch)
     seconds = []
-    for batch in data[warmup:]:
-        batch = batch.to(device)
+    for batch in data:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
@@ -217,7 +218,7 @@ def projected_minutes(phases: dict, train: int, head_samples: int = 10_000, dev:
     return round(seconds / 60, 1)
 
 
-def run(batch_size: int = 32, steps: int = 15) -> dict:
+def run(batch_size: int = 32, steps: int = 12) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     peak_flops, peak_source = device_peak(device)
     tokenizer = load_tokenizer("minilm-l6")  # WordPiece ids stand in for each model's own

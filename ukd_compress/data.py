@@ -115,6 +115,12 @@ def epoch_order(size: int, seed: int, epoch: int, lengths: list[int] | None = No
     return torch.tensor(get_length_grouped_indices(lengths, batch_size, generator=generator))
 
 
+def by_length(split: datasets.Dataset) -> torch.Tensor:
+    """The split's examples shortest first: inference batches pad least (on SST-2 about 3x fewer
+    tokens than in stored order). ``order.argsort()`` puts outputs back in the split's order."""
+    return torch.tensor(text_lengths(split)).argsort()
+
+
 def text_lengths(split: datasets.Dataset) -> list[int]:
     """Characters per example (both texts of a pair): a tokenizer-free proxy for its length."""
     return [len(a) + len(b or "") for a, b in zip(split["text_a"], split["text_b"])]

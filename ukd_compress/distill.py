@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from . import losses
-from .data import Batch, Collator, batches, epoch_order, num_batches, text_lengths
+from .data import Batch, Collator, batches, by_length, epoch_order, num_batches, text_lengths
 from .heads import LayerOutputs, WithPseudoClassifiers
 from .layer_plan import LayerPlan
 from .recipe import Recipe
@@ -104,15 +104,18 @@ class Progress:
 
 def predict(model: nn.Module, split: datasets.Dataset, collate: Collator, batch_size: int,
             device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Final logits and labels of a model (a backbone or a wrapper) over a split."""
+    """Final logits and labels of a model (a backbone or a wrapper) over a split, in its order
+    (computed shortest examples first: least padding)."""
     model.eval()
     out, labels = [], []
+    order = by_length(split)
     with torch.no_grad():
-        for batch in batches(split, collate, batch_size):
+        for batch in batches(split, collate, batch_size, order):
             batch = batch.to(device)
             out.append(model(**batch.student_inputs).logits.float().cpu())
             labels.append(batch.labels.cpu())
-    return torch.cat(out).numpy(), torch.cat(labels).numpy()
+    restore = order.argsort()
+    return torch.cat(out)[restore].numpy(), torch.cat(labels)[restore].numpy()
 
 
 def evaluate(model: nn.Module, splits: dict[str, datasets.Dataset], spec: TaskSpec,

@@ -18,8 +18,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
-from .data import Collator, batches, subsample
-from .distill import Distiller, Interrupted
+from .data import Collator, batches, by_length, subsample
+from .distill import Distiller, Interrupted, native_bf16
 from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths, layer_states
 from .losses import task_loss
 from .models import BASE_ALIASES, load_base_classifier, load_teacher, load_tokenizer
@@ -88,19 +88,22 @@ def resolve_teacher(recipe: Recipe, spec: TaskSpec, train: datasets.Dataset,
 def collect_states(model: PreTrainedModel, split: datasets.Dataset, collate: Collator,
                    batch_size: int, device: torch.device, pooling: str
                    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-    """Per-layer representations (layers x (n, width), float16 on CPU), final logits and labels."""
+    """Per-layer representations (layers x (n, width), float16 on CPU), final logits and labels,
+    in the split's order; computed in length order, under bf16 where the device has it."""
     model.eval()
     states, logits, labels = [], [], []
-    with torch.no_grad():
-        for batch in batches(split, collate, batch_size):
+    order = by_length(split)
+    with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=native_bf16()):
+        for batch in batches(split, collate, batch_size, order):
             batch = batch.to(device)
             out = model(**batch.teacher_inputs, output_hidden_states=True)
             layers = layer_states(out.hidden_states, batch.teacher_inputs["attention_mask"], pooling)
             states.append([s.half().cpu() for s in layers])
             logits.append(out.logits.float().cpu())
             labels.append(batch.labels.cpu())
-    per_layer = [torch.cat(layer) for layer in zip(*states)]
-    return per_layer, torch.cat(logits), torch.cat(labels)
+    restore = order.argsort()
+    per_layer = [torch.cat(layer)[restore] for layer in zip(*states)]
+    return per_layer, torch.cat(logits)[restore], torch.cat(labels)[restore]
 
 
 def train_pseudo_classifiers(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
