@@ -191,3 +191,17 @@ def test_teacher_command_fine_tunes_and_trains_pseudo_classifiers(tmp_path):
     assert teacher.config.num_labels == 2 and teacher.config.num_hidden_layers == 6
     again = ukd("teacher", "--base", "minilm-l6", "--task", "rte", "--output", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_regression_run_on_real_stsb_reports_correlations_and_the_baseline(tmp_path):
+    out = tmp_path / "run"
+    result = ukd("distill", "--task", "stsb", "--max-train-samples", "64", "--max-eval-samples",
+                 "48", "--batch-size", "16", "--epochs", "1", "--output", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["student"]["metrics"]["validation"]) == {"pearson", "spearman"}
+    assert report["baseline"] == {"name": "training mean",
+                                  "metrics": {"validation": {"pearson": 0.0, "spearman": 0.0}}}
+    assert "baseline (training mean)" in result.stdout
+    student = AutoModelForSequenceClassification.from_pretrained(out / "student")
+    assert student.config.num_labels == 1 and student.config.problem_type == "regression"

@@ -85,3 +85,15 @@ def test_trivial_baseline_is_the_majority_class_or_zero_correlation():
     assert trivial_baseline(get_task("cola"), train, dev)["mcc"] == 0.0
     assert trivial_baseline(get_task("stsb"), np.array([1.0, 4.0]), dev) == {"pearson": 0.0,
                                                                              "spearman": 0.0}
+
+
+def test_a_student_near_the_constant_guess_is_warned_about():
+    from ukd_compress.pipeline import warnings
+
+    def report(student: float) -> dict:
+        return {"student": {"metrics": {"validation": {"f1": student, "accuracy": 70.0}}},
+                "baseline": {"name": "majority class",
+                             "metrics": {"validation": {"f1": 81.2, "accuracy": 68.4}}}}
+
+    assert "within 1 point of the majority class baseline" in warnings(report(81.49))[0]
+    assert warnings(report(84.0)) == []
