@@ -29,6 +29,10 @@ from ukd_compress.report import write_json
 UNFINISHED = ("queued", "running")
 JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# What a model field may name when no folder under the root has it: an alias or student spec
+# (`minilm-l6`, `teacher:2`, `bilstm`) or a hub id (`name`, `org/name`).
+HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # no NUL or other control characters
 STOP_TIMEOUT_S = 60
 
 
@@ -45,9 +49,9 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    teacher: str = Field("minilm-l6", min_length=1, max_length=200,
+    teacher: str = Field("minilm-l6", min_length=1, max_length=200, pattern=PRINTABLE,
                          description="alias, hub name, or folder under the models root")
-    student: str = Field("teacher:2", min_length=1, max_length=200,
+    student: str = Field("teacher:2", min_length=1, max_length=200, pattern=PRINTABLE,
                          description="teacher:K, bilstm, cnn, hub name, or folder under the root")
     task: str = Field("sst2", min_length=1, max_length=20)
     method: str = Field("ukd", pattern=r"^(ce|kd|pkd|alp|ukd|ukd\+pkd|ukd\+alp)$")
@@ -63,17 +67,36 @@ class JobSpec(BaseModel):
 
 
 def confine(root: Path, value: str, field: str) -> str:
-    """A folder under ``root`` as an absolute path, or a hub name / alias / spec left as is."""
+    """A folder under ``root`` as an absolute path, or an alias / spec / hub name left as is.
+
+    A value is a path when its first part exists under the root (a folder or a link): then it
+    must exist and resolve, links followed, inside the root. Otherwise it is passed on only if
+    it looks like a hub name. Called at submission and again when the job starts, since the
+    folders under the root may change in between."""
     parts = PurePosixPath(value).parts
     if value.startswith(("/", "~")) or ".." in parts:
         raise JobError(400, f"{field}: give a path relative to the models root, without '..'",
                        field)
-    local = (root / value).resolve()
-    if not local.exists():
+    if not os.path.lexists(root / parts[0]):
+        if not HUB_NAME.match(value):
+            raise JobError(400, f"{field}: {value!r} is neither a folder under the models root "
+                                "nor a hub name (org/name)", field)
         return value
+    local = (root / value).resolve()
     if not local.is_relative_to(root):
         raise JobError(400, f"{field}: {value} leads outside the models root", field)
+    if not local.exists():
+        raise JobError(400, f"{field}: no folder {value} under the models root", field)
     return str(local)
+
+
+def run_name(spec: JobSpec, job_id: str) -> str:
+    """The run folder's name: the user's, or task-student-method-id within RUN_NAME's 64."""
+    if spec.name:
+        return spec.name
+    student = re.sub(r"[^A-Za-z0-9_.-]", "-", spec.student.rsplit("/", 1)[-1]).strip("-.")
+    head, tail = f"{spec.task}-", f"-{spec.method.replace('+', '-')}-{job_id}"
+    return head + student[:64 - len(head) - len(tail)] + tail
 
 
 class Jobs:
@@ -124,16 +147,17 @@ class Jobs:
     # --- the API ---------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> dict:
         job_id = uuid.uuid4().hex[:12]
-        name = spec.name or f"{spec.task}-{re.sub(r'[^A-Za-z0-9_.-]', '', spec.student)}-" \
-                            f"{spec.method.replace('+', '-')}-{job_id}"
-        for path in (self.runs / name, self.runs / f"{name}.partial"):
-            if path.exists():
-                raise JobError(409, f"run folder runs/{path.name} already exists", "name")
-        spec = spec.model_copy(update={"teacher": confine(self.root, spec.teacher, "teacher"),
-                                       "student": confine(self.root, spec.student, "student"),
-                                       "name": name})
+        name = run_name(spec, job_id)
+        for field in ("teacher", "student"):
+            confine(self.root, getattr(spec, field), field)
         with self._lock:
-            record = self._write({"id": job_id, "state": "queued", "spec": spec.model_dump(),
+            taken = {r["run_dir"] for r in self.list() if r["state"] in UNFINISHED}
+            for path in (self.runs / name, self.runs / f"{name}.partial"):
+                if path.exists() or f"runs/{name}" in taken:
+                    raise JobError(409, f"run folder runs/{path.name} already exists or is "
+                                        "queued", "name")
+            record = self._write({"id": job_id, "state": "queued",
+                                  "spec": spec.model_copy(update={"name": name}).model_dump(),
                                   "run_dir": f"runs/{name}", "created": time.time(),
                                   "resume": False, "log": f"jobs/{job_id}.log"})
         self._queue.put(job_id)
@@ -167,12 +191,17 @@ class Jobs:
         records = [json.loads(p.read_text()) for p in self.records.glob("*.json")]
         return sorted(records, key=lambda r: r["created"])
 
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread still takes jobs."""
+        return self._worker.is_alive()
+
     def shutdown(self) -> None:
         """Stop the running worker (it saves a checkpoint) and mark unfinished jobs interrupted."""
         self._stopping = True
         process = self._process
         if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            _stop_group(process.pid)
         self._queue.put(None)
         self._worker.join(STOP_TIMEOUT_S)
         self.recover()
@@ -180,17 +209,30 @@ class Jobs:
     # --- the worker ------------------------------------------------------------------------
     def _work(self) -> None:
         while (job_id := self._queue.get()) is not None:
-            if not self._stopping:
+            if self._stopping:
+                continue
+            try:
                 self._run(job_id)
+            except Exception as exc:  # noqa: BLE001 - one bad job must not stop the queue
+                self._process = None
+                reason = exc.message if isinstance(exc, JobError) else f"internal error: {exc!r}"
+                try:
+                    self._update(job_id, state="failed", finished=time.time(), pid=None,
+                                 error=reason)
+                except Exception:  # noqa: BLE001 - the record itself is unreadable
+                    pass
 
     def command(self, record: dict) -> list[str]:
-        spec = JobSpec(**record["spec"])
+        """The worker's command line, its teacher and student confined to the root again."""
+        spec = JobSpec.model_construct(**record["spec"])  # validated when it was submitted
         run = self.root / record["run_dir"]
         args = [sys.executable, "-m", "ukd_compress", "distill"]
         if record["resume"]:
             args += ["--resume", f"{run}.partial"]
         else:
-            args += ["--output", str(run), "--teacher", spec.teacher, "--student", spec.student,
+            args += ["--output", str(run),
+                     "--teacher", confine(self.root, spec.teacher, "teacher"),
+                     "--student", confine(self.root, spec.student, "student"),
                      "--task", spec.task, "--method", spec.method]
             for option in ("epochs", "max_steps", "max_train_samples", "max_eval_samples",
                            "batch_size", "seed"):
@@ -205,8 +247,10 @@ class Jobs:
             env["UKD_DATA_DIR"] = self.data_dir
         log = self.root / record["log"]
         with log.open("ab") as out:
+            # its own process group: stopping the job stops whatever the worker started
             self._process = subprocess.Popen(self.command(record), cwd=self.root, env=env,
-                                             stdout=out, stderr=subprocess.STDOUT)
+                                             stdout=out, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
             self._update(job_id, state="running", started=time.time(), pid=self._process.pid)
             code = self._process.wait()
         self._process = None
@@ -238,7 +282,7 @@ def _last_output(log: Path) -> str:
 
 
 def _stop_stray_worker(pid: int | None) -> None:
-    """SIGTERM a worker a killed server left behind, so two never write one run folder."""
+    """Stop a worker a killed server left behind, and wait for it: two never write one run."""
     if not pid:
         return
     try:
@@ -246,7 +290,34 @@ def _stop_stray_worker(pid: int | None) -> None:
     except OSError:
         return
     if b"ukd_compress" in cmdline:
-        os.kill(pid, signal.SIGTERM)
+        _stop_group(pid)
+
+
+def _stop_group(pid: int, timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM the worker's process group (the worker checkpoints and exits), wait until the
+    worker is gone, SIGKILL the group after ``timeout``."""
+    try:
+        group = os.getpgid(pid)
+        os.killpg(group, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not yet reaped, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _summary(report: dict) -> dict:

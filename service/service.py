@@ -150,10 +150,15 @@ class UKDCompress:
     def authorize(self, header: str | None) -> None:
         if self.jobs is None:
             raise JobError(403, "compression jobs are off: start the server with UKD_JOB_TOKEN set")
-        token = (header or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(token.encode(), settings.job_token.encode()):
+        scheme, _, token = (header or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                token.strip().encode(), settings.job_token.encode()):
             raise JobError(401, "missing or wrong token: send Authorization: Bearer <UKD_JOB_TOKEN>",
                            "authorization")
+
+    def __is_alive__(self) -> bool:
+        """/livez and /healthz: a job worker that died fails them (BentoML's hook)."""
+        return self.jobs is None or self.jobs.alive
 
     @bentoml.on_shutdown
     def stop_jobs(self) -> None:

@@ -220,6 +220,52 @@ def test_a_failing_job_is_marked_failed_and_the_server_keeps_serving(rte_server)
     assert httpx.get(f"{rte_server}/jobs/0123456789ab", headers=AUTH).status_code == 404
 
 
+def test_a_job_that_cannot_start_is_failed_and_the_queue_goes_on(rte_server, models_root,
+                                                                  tmp_path):
+    """A folder swapped for a link out of the root while its job waits is refused at start; a
+    hub name that makes a long run name fails on its own; neither stops the jobs after it."""
+    (models_root / "late").mkdir()
+    (models_root / "late" / "t").symlink_to(models_root / "teachers" / "tiny")
+    (tmp_path / "t").mkdir()
+    first = post(rte_server, "/compress", {**SMALL_JOB, "teacher": "teachers/tiny"}, headers=AUTH)
+    late = post(rte_server, "/compress", {**SMALL_JOB, "teacher": "late/t"}, headers=AUTH)
+    assert first.status_code == late.status_code == 202, late.text
+    (models_root / "late" / "t").unlink()
+    (models_root / "late").rmdir()
+    (models_root / "late").symlink_to(tmp_path)   # now late/t lies outside the root
+    hub = post(rte_server, "/compress", {**SMALL_JOB, "student":
+               "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"}, headers=AUTH)
+    assert hub.status_code == 202 and len(hub.json()["run_dir"]) <= len("runs/") + 64
+    refused = wait_for(rte_server, late.json()["id"], ("done", "failed"))
+    assert refused["state"] == "failed" and "outside the models root" in refused["error"]
+    assert wait_for(rte_server, hub.json()["id"], ("done", "failed"))["state"] == "failed"
+    assert httpx.get(f"{rte_server}/livez").status_code == 200
+    assert not (models_root / refused["run_dir"]).exists()
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"teacher": "escape/late"}, "teacher"),       # through the root's link: not a hub name
+    ({"teacher": "no/such/folder"}, "teacher"),    # neither a folder nor org/name
+    ({"student": "teacher:2\x00"}, "student"),
+])
+def test_names_that_are_not_folders_must_look_like_hub_names(rte_server, models_root, tmp_path,
+                                                             body, field):
+    if not (models_root / "escape").exists():
+        (models_root / "escape").symlink_to(tmp_path)
+    response = post(rte_server, "/compress", body, headers=AUTH)
+    assert response.status_code == 400, response.text
+    error = response.json()
+    assert error.get("field") == field or error["detail"][0]["loc"][0] == field
+
+
+def test_a_queued_name_is_taken_and_the_token_needs_its_scheme(rte_server):
+    job = {**SMALL_JOB, "teacher": "no-such-teacher", "name": "twice"}
+    assert post(rte_server, "/compress", job, headers={"Authorization": TOKEN}).status_code == 401
+    responses = [post(rte_server, "/compress", job, headers=AUTH) for _ in range(2)]
+    assert [r.status_code for r in responses] == [202, 409], [r.text for r in responses]
+    wait_for(rte_server, responses[0].json()["id"], ("done", "failed"))
+
+
 def test_restart_marks_the_running_job_interrupted_and_resume_finishes_it(tmp_path, models_root):
     job = {"teacher": "teachers/tiny", "task": "sst2", "max_train_samples": 4000,
            "max_eval_samples": 32, "batch_size": 8, "epochs": 1, "name": "restarted"}
