@@ -36,6 +36,14 @@ def test_export_parity_int8_and_latency(tmp_path, family, minilm_tokenizer):
         enc = tokenizer(texts, padding=True, return_tensors="np")
         feed = {k: v.astype(np.int64) for k, v in enc.items() if k in io["inputs"]}
         assert session.run(["logits"], feed)[0].shape == (len(texts), 2)
+    # a text's answer does not depend on the padding its batch adds (adaptive batching mixes
+    # lengths): the BiLSTM's backward pass starts at the text's own last token
+    def logits(texts: list[str]) -> np.ndarray:
+        enc = tokenizer(texts, padding=True, return_tensors="np")
+        return session.run(["logits"], {k: v.astype(np.int64) for k, v in enc.items()
+                                        if k in io["inputs"]})[0]
+    alone, mixed = logits(["a fine film"]), logits(["a fine film", "a long, winding, tedious story"])
+    assert np.allclose(alone[0], mixed[0], atol=1e-4), (alone, mixed)
     latency = json.loads((run / "latency.json").read_text())
     models = {r["model"] for r in latency["rows"]}
     assert models == {"teacher (pytorch)", "student (pytorch)", "student (ort fp32)", "student (ort int8)"}

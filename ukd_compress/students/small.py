@@ -70,7 +70,7 @@ class _SmallStudent(PreTrainedModel):
     def _build_layers(self, config: SmallStudentConfig) -> nn.ModuleList:
         raise NotImplementedError
 
-    def _run_layer(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _run_layer(self, layer: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -81,7 +81,7 @@ class _SmallStudent(PreTrainedModel):
         x = self.dropout(self.embeddings(input_ids)) * keep
         pooled = [_masked_max(x, mask)]
         for layer in self.layers:
-            x = self.dropout(self._run_layer(layer, x)) * keep
+            x = self.dropout(self._run_layer(layer, x, mask)) * keep
             pooled.append(_masked_max(x, mask))
         logits = self.classifier(pooled[-1])
         loss = None
@@ -93,7 +93,9 @@ class _SmallStudent(PreTrainedModel):
 
 
 class BiLSTMForSequenceClassification(_SmallStudent):
-    """A stacked bidirectional LSTM; layer l's state is its max-pooled output."""
+    """A stacked bidirectional LSTM; layer l's state is its max-pooled output. Sequences are
+    packed, so the backward direction starts at each text's last token, not in its padding: a
+    text's answer does not depend on the longest text in its batch (ONNX: LSTM's sequence_lens)."""
 
     config_class = BiLSTMConfig
 
@@ -102,8 +104,12 @@ class BiLSTMForSequenceClassification(_SmallStudent):
         return nn.ModuleList(nn.LSTM(w, config.hidden_size, batch_first=True, bidirectional=True)
                              for w in widths)
 
-    def _run_layer(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return layer(x)[0]
+    def _run_layer(self, layer: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = mask.sum(dim=1).clamp(min=1).cpu()  # right padding: valid tokens come first
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        out, _ = layer(packed)
+        return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
 
 
 class CNNForSequenceClassification(_SmallStudent):
@@ -116,7 +122,7 @@ class CNNForSequenceClassification(_SmallStudent):
         return nn.ModuleList(nn.Conv1d(w, config.hidden_size, config.kernel_size,
                                        padding=config.kernel_size // 2) for w in widths)
 
-    def _run_layer(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _run_layer(self, layer: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return torch.relu(layer(x.transpose(1, 2))).transpose(1, 2)
 
 
