@@ -111,6 +111,8 @@ def test_kill_then_resume(tmp_path):
     assert "--resume" in err and not out.exists()
     done = json.loads(progress.read_text())["step"]
     assert 0 < done < 80
+    ignored = ukd("distill", "--resume", str(partial), "--epochs", "3", "--output", str(out))
+    assert ignored.returncode == 2 and "takes no --epochs, --output" in ignored.stderr
     result = ukd("distill", "--resume", str(partial), "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "report.json").read_text())
@@ -124,6 +126,7 @@ def test_kill_then_resume(tmp_path):
     (["--student", "teacher:9"], "1 to 6 layers"),
     (["--task", "mnli"], "tasks that work offline here: sst2, rte"),
     (["--method", "magic"], "Invalid value for '--method'"),
+    (["--method", "kd", "--delta", "5"], "delta weighs the hidden-state term"),
 ])
 def test_bad_input_is_one_clear_line_and_no_run_folder(tmp_path, args, message):
     out = tmp_path / "run"
@@ -205,3 +208,12 @@ def test_regression_run_on_real_stsb_reports_correlations_and_the_baseline(tmp_p
     assert "baseline (training mean)" in result.stdout
     student = AutoModelForSequenceClassification.from_pretrained(out / "student")
     assert student.config.num_labels == 1 and student.config.problem_type == "regression"
+
+
+def test_a_run_on_files_is_named_after_them():
+    from ukd_compress.pipeline import default_output
+    from ukd_compress.recipe import Recipe
+
+    recipe = Recipe().replace("task", train_file="data/reviews.csv", eval_file="data/dev.csv")
+    assert default_output(recipe).name.startswith("reviews-teacher2-ukd-")
+    assert default_output(Recipe()).name.startswith("sst2-teacher2-ukd-")

@@ -209,6 +209,13 @@ def distill(ctx: click.Context, recipe_file: str | None, output: str | None, res
     """
     from .pipeline import run_distill
 
+    if resume:
+        typed = [f"--{name.replace('_', '-')}" for name in ctx.params
+                 if name not in ("resume", "quiet", "export_onnx")
+                 and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if typed:
+            raise UserError(f"--resume continues a run with the recipe it saved; it takes no "
+                            f"{', '.join(typed)}")
     recipe = build_recipe(ctx, recipe_file)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     run_dir = run_distill(recipe, Path(output) if output else None,

@@ -136,9 +136,11 @@ def prepare(recipe: Recipe) -> Setup:
 
 
 def default_output(recipe: Recipe) -> Path:
+    """runs/<task>-<student>-<method>-<time>; the task of a user's files is their file's stem."""
     slug = recipe.student.spec.replace(":", "").replace("/", "_")
+    task = Path(recipe.task.train_file).stem if recipe.task.train_file else recipe.task.name
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{recipe.task.name}-{slug}-{recipe.method.name}-{stamp}"
+    return Path("runs") / f"{task}-{slug}-{recipe.method.name}-{stamp}"
 
 
 def params(model: nn.Module) -> int:

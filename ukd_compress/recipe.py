@@ -150,6 +150,10 @@ class Recipe:
             raise UserError("training.checkpoint_minutes must be positive")
         if self.training.lr is not None and self.training.lr <= 0:
             raise UserError("training.lr must be positive")
+        if self.method.delta and not METHOD_WEIGHTS[self.method.name]["delta"]:
+            hidden = ", ".join(m for m, w in METHOD_WEIGHTS.items() if w["delta"])
+            raise UserError(f"delta weighs the hidden-state term, which method "
+                            f"{self.method.name} does not have; use one of {hidden}")
         return self
 
     def with_student_lr(self) -> "Recipe":
