@@ -59,7 +59,8 @@ def _export_small(student_dir: Path, out: Path, opset: int) -> None:
 def export_student(student_dir: Path, out: Path, opset: int = 18,
                    task: dict | None = None) -> Path:
     """Write the ONNX folder of ``student_dir`` to ``out`` (which must not exist yet); ``task``
-    (e.g. {"task": "rte", "pairs": true}) goes into io.json for servers of the model."""
+    (e.g. {"task": "rte", "pairs": true, "max_length": 128}) goes into io.json for servers of
+    the model: give the max_length the student was trained at."""
     config = AutoConfig.from_pretrained(student_dir)
     if is_transformer(config):
         from optimum.exporters.onnx import main_export
@@ -118,8 +119,9 @@ def ort_logits(session: ort.InferenceSession, enc: dict[str, np.ndarray]) -> np.
 
 
 def parity(student_dir: Path, onnx_path: Path, texts: list[str], pairs: list[str] | None,
-           batch_size: int = 16) -> dict[str, float]:
-    """PyTorch vs ONNX Runtime logits on real examples; raises when they disagree."""
+           max_length: int, batch_size: int = 16) -> dict[str, float]:
+    """PyTorch vs ONNX Runtime logits on real examples, cut at the length the student was
+    trained and is served at; raises when they disagree."""
     model = AutoModelForSequenceClassification.from_pretrained(student_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(student_dir)
     session = ort_session(onnx_path)
@@ -127,7 +129,7 @@ def parity(student_dir: Path, onnx_path: Path, texts: list[str], pairs: list[str
     for start in range(0, len(texts), batch_size):
         b = slice(start, start + batch_size)
         enc = tokenizer(texts[b], pairs[b] if pairs else None, padding=True, truncation=True,
-                        max_length=128, return_tensors="np")
+                        max_length=max_length, return_tensors="np")
         with torch.no_grad():
             torch_logits = model(**{k: torch.from_numpy(v) for k, v in enc.items()}).logits.numpy()
         onnx_logits = ort_logits(session, dict(enc))

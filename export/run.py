@@ -27,7 +27,7 @@ from .plot import plot_latency
 
 
 def onnx_metric(onnx_path: Path, texts: list[str], pairs: list[str] | None, labels: np.ndarray,
-                spec) -> dict[str, float]:
+                spec, max_length: int) -> dict[str, float]:
     """The task metric of an ONNX model on the dev examples."""
     session = ort_session(onnx_path)
     tokenizer = AutoTokenizer.from_pretrained(onnx_path.parent)
@@ -35,7 +35,7 @@ def onnx_metric(onnx_path: Path, texts: list[str], pairs: list[str] | None, labe
     for start in range(0, len(texts), 32):
         b = slice(start, start + 32)
         enc = tokenizer(texts[b], pairs[b] if pairs else None, padding=True, truncation=True,
-                        max_length=128, return_tensors="np")
+                        max_length=max_length, return_tensors="np")
         logits.append(ort_logits(session, dict(enc)))
     return compute_metrics(spec, np.concatenate(logits), labels)
 
@@ -57,14 +57,19 @@ def export_run(run_dir: Path, opset: int = 18, int8: bool = False, budget_ms: fl
     tmp = run_dir / "onnx.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        export_student(student, tmp, opset, {"task": data.spec.name, "pairs": pairs is not None})
-        result = {"opset": opset, "parity": parity(student, tmp / "model.onnx", texts, pairs),
+        # one max_length from training to the parity check, the metric, io.json and the server
+        max_length = recipe.task.max_length
+        export_student(student, tmp, opset, {"task": data.spec.name, "pairs": pairs is not None,
+                                             "max_length": max_length})
+        result = {"opset": opset, "max_length": max_length,
+                  "parity": parity(student, tmp / "model.onnx", texts, pairs, max_length),
                   "graph_optimization_level": "ORT_ENABLE_ALL",
-                  "metric_fp32": onnx_metric(tmp / "model.onnx", texts, pairs, labels, data.spec)}
+                  "metric_fp32": onnx_metric(tmp / "model.onnx", texts, pairs, labels, data.spec,
+                                             max_length)}
         if int8:
             quantize_dynamic(tmp / "model.onnx", tmp / "model_int8.onnx", weight_type=QuantType.QInt8)
             result["metric_int8"] = onnx_metric(tmp / "model_int8.onnx", texts, pairs, labels,
-                                                data.spec)
+                                                data.spec, max_length)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

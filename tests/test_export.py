@@ -12,6 +12,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from export.run import export_run
+from ukd_compress.recipe import Recipe
 
 from conftest import make_run
 
@@ -29,6 +30,8 @@ def test_export_parity_int8_and_latency(tmp_path, family, minilm_tokenizer):
     assert not [i.name for i in graph.initializer if "pseudo" in i.name]
     io = json.loads((onnx_dir / "io.json").read_text())
     assert io["labels"] == ["negative", "positive"] and "input_ids" in io["inputs"]
+    trained_at = Recipe.from_yaml(run / "recipe.yaml").task.max_length
+    assert io["max_length"] == result["max_length"] == trained_at  # served as trained
     # a plain InferenceSession, as another stack would use it, with dynamic batch and length
     session = ort.InferenceSession(str(onnx_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     tokenizer = AutoTokenizer.from_pretrained(onnx_dir)
