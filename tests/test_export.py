@@ -14,7 +14,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from export.run import export_run
 from ukd_compress.recipe import Recipe
 
-from conftest import make_run
+from conftest import make_run, tiny
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta", "bilstm", "cnn"])
@@ -101,4 +101,30 @@ def test_a_corrupt_onnx_file_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="ONNX Runtime cannot load"):
         ort_session(corrupt)
     with pytest.raises(UserError, match="not a readable ONNX model"):
-        check_no_pseudo_classifiers(corrupt)
+        check_no_pseudo_classifiers(corrupt, tiny("cnn").config)
+
+
+def test_a_graph_with_more_weights_than_a_stock_model_is_refused(tmp_path, minilm_tokenizer):
+    """Whatever the exporter names them: here a head of extra layers that feeds the logits."""
+    from export.onnx_export import _export_small, check_no_pseudo_classifiers
+    from ukd_compress.errors import CheckFailed
+    from ukd_compress.strip import save_model_folder
+
+    model = tiny("cnn")
+    save_model_folder(model, minilm_tokenizer, tmp_path / "stock")
+    _export_small(tmp_path / "stock", tmp_path / "stock-onnx", 18)
+    check_no_pseudo_classifiers(tmp_path / "stock-onnx" / "model.onnx", model.config)
+    width = model.config.layer_widths[-1]
+    model.classifier = torch.nn.Sequential(torch.nn.Linear(width, width), model.classifier)
+    with pytest.raises(CheckFailed, match="weights, where a stock ukd_cnn model has"):
+        check_no_pseudo_classifiers(export_module(model, tmp_path / "grown.onnx"), model.config)
+
+
+def export_module(model: torch.nn.Module, path):
+    from export.onnx_export import _LogitsOnly
+
+    ids = torch.ones(2, 8, dtype=torch.long)
+    torch.onnx.export(_LogitsOnly(model.eval()), (ids, torch.ones_like(ids)), str(path),
+                      input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                      opset_version=18, dynamo=False)
+    return path

@@ -6,9 +6,12 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import torch
 from safetensors import safe_open
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (AutoModelForSequenceClassification, PreTrainedModel,
+                          PreTrainedTokenizerBase)
 
+from .errors import CheckFailed
 from .heads import WithPseudoClassifiers
 
 
@@ -27,14 +30,27 @@ def save_model_folder(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
 
 
 def strip(model: WithPseudoClassifiers, tokenizer: PreTrainedTokenizerBase, folder: Path) -> Path:
-    """Save the student's backbone alone: no pseudo classifier or projection leaves with it."""
+    """Save the student's backbone alone; check that the folder holds exactly the weights of a
+    stock model of its config, so no pseudo classifier or projection leaves with it."""
     save_model_folder(model.backbone, tokenizer, folder)
+    check_stock_weights(folder, model.backbone.config)
+    return folder
+
+
+def check_stock_weights(folder: Path, config) -> None:
+    """Raise unless every safetensors key in the folder is one a stock model of ``config`` has
+    (the leak check). Keys a stock model has and the folder lacks are tied or ignored on save
+    by Transformers, so only their absence of any weights at all is an error."""
+    with torch.device("meta"):  # shapes and names only, no memory
+        stock = set(AutoModelForSequenceClassification.from_config(config).state_dict())
+    saved = set()
     for weights in folder.glob("*.safetensors"):
         with safe_open(str(weights), "pt") as f:
-            leaked = [k for k in f.keys() if k.startswith(("pseudo", "projection"))]
-        if leaked:
-            raise RuntimeError(f"stripped student still holds {leaked[:3]}")
-    return folder
+            saved |= set(f.keys())
+    extra = sorted(saved - stock)
+    if extra or not saved:
+        raise CheckFailed(f"the stripped student in {folder} is not a stock {config.model_type} "
+                          f"model: {f'it holds {extra[:3]}' if extra else 'it holds no weights'}")
 
 
 def sha256(path: Path) -> str:
