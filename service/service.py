@@ -9,7 +9,6 @@ batching.py), label names and the model's id in every answer, and the job API (j
 from __future__ import annotations
 
 import gc
-import hmac
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .batching import Batcher
+from .guard import RequestGuard, bearer_token_ok
 from .jobs import JobError, Jobs, JobSpec
 from .model import ModelInfo, OnnxStudent
 from .settings import Settings
@@ -150,9 +150,7 @@ class UKDCompress:
     def authorize(self, header: str | None) -> None:
         if self.jobs is None:
             raise JobError(403, "compression jobs are off: start the server with UKD_JOB_TOKEN set")
-        scheme, _, token = (header or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-                token.strip().encode(), settings.job_token.encode()):
+        if not bearer_token_ok(header, settings.job_token):
             raise JobError(401, "missing or wrong token: send Authorization: Bearer <UKD_JOB_TOKEN>",
                            "authorization")
 
@@ -164,3 +162,6 @@ class UKDCompress:
     def stop_jobs(self) -> None:
         if self.jobs is not None:
             self.jobs.shutdown()
+
+
+UKDCompress.add_asgi_middleware(RequestGuard, job_token=settings.job_token)

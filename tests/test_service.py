@@ -114,6 +114,34 @@ def test_malformed_json_is_a_400(sst2_server):
     assert response.status_code == 400 and "error" in response.json()
 
 
+def test_bodies_are_refused_from_their_headers_before_they_are_read(sst2_server, rte_server):
+    """413 over the limit, 411 without a length, 415 not JSON, 401 before /compress validates."""
+    def raw(url: str, path: str, head: str, body: bytes = b"") -> tuple[int, dict]:
+        import socket
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode() + body)
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        status = int(reply.split(b" ", 2)[1])
+        return status, json.loads(reply.split(b"\r\n\r\n", 1)[1] or b"{}")
+
+    # a 1 GB body is announced but never sent: the answer comes from the headers
+    huge = "content-type: application/json\r\ncontent-length: 1000000000\r\n"
+    assert raw(sst2_server, "/predict", huge) == (413, {"error": "the body is over 1,048,576 bytes",
+                                                        "field": "body"})
+    status, error = raw(sst2_server, "/predict", "content-type: application/json\r\n"
+                        "transfer-encoding: chunked\r\n", b"0\r\n\r\n")
+    assert (status, error["field"]) == (411, "content-length")
+    plain = httpx.post(f"{sst2_server}/predict", content=b'{"texts": ["fine"]}',
+                       headers={"content-type": "text/plain"})
+    assert plain.status_code == 415 and plain.json()["field"] == "content-type"
+    schema_probe = post(rte_server, "/compress", {"method": 1})
+    assert schema_probe.status_code == 401 and schema_probe.json()["field"] == "authorization"
+    assert post(sst2_server, "/predict", {"texts": ["fine"]}).status_code == 200
+
+
 def test_health_ready_metrics(sst2_server):
     assert httpx.get(f"{sst2_server}/healthz").status_code == 200
     assert httpx.get(f"{sst2_server}/readyz").status_code == 200
