@@ -323,6 +323,27 @@ def test_restart_marks_the_running_job_interrupted_and_resume_finishes_it(tmp_pa
     assert not partial.exists() and os.path.isdir(models_root / "runs" / "restarted" / "student")
 
 
+def test_a_corrupt_model_or_a_busy_port_is_one_line_and_a_nonzero_exit(sst2_run, tmp_path):
+    import shutil
+    import socket
+
+    run = tmp_path / "run"
+    shutil.copytree(sst2_run / "onnx", run / "onnx")
+    model = run / "onnx" / "model.onnx"
+    model.write_bytes(model.read_bytes()[:1000])  # truncated
+    serve = [sys.executable, "-m", "ukd_compress", "serve"]
+    corrupt = subprocess.run([*serve, str(run)], capture_output=True, text=True, timeout=120)
+    assert corrupt.returncode == 2 and "ONNX Runtime cannot load" in corrupt.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = subprocess.run([*serve, str(sst2_run), "--host", "127.0.0.1", "--port", port],
+                              capture_output=True, text=True, timeout=120)
+    assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+    assert "Traceback" not in corrupt.stderr + busy.stderr
+
+
 def test_serve_without_an_export_is_a_clear_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ukd_compress", "serve", str(tmp_path)],
                             capture_output=True, text=True, timeout=120)

@@ -346,7 +346,7 @@ def serve(run_dir: str | None, host: str, port: int, int8: bool, batching: bool,
       /healthz /readyz /metrics, and the API docs at /
     RUN_DIR needs onnx/ (`ukd-compress export RUN_DIR`); without it only jobs are served.
     """
-    from export.onnx_export import onnx_folder
+    from export.onnx_export import onnx_folder, ort_session
 
     env = {**os.environ, "UKD_BATCHING": "1" if batching else "0",
            "UKD_MAX_BATCH_SIZE": str(max_batch_size),
@@ -357,6 +357,7 @@ def serve(run_dir: str | None, host: str, port: int, int8: bool, batching: bool,
         if not (folder / onnx_file).is_file():
             raise UserError(f"{folder / onnx_file} does not exist; run `ukd-compress export "
                             f"--int8 {run_dir}`")
+        ort_session(folder / onnx_file, threads=1)  # a corrupt file: one line here, not a crash loop
         env.update(UKD_MODEL=str(folder.resolve()), UKD_ONNX_FILE=onnx_file)
     elif not token:
         raise UserError("nothing to serve: give a RUN_DIR, or a --token for compression jobs")
@@ -364,9 +365,23 @@ def serve(run_dir: str | None, host: str, port: int, int8: bool, batching: bool,
                         ("UKD_DATA_DIR", data_dir and str(Path(data_dir).resolve()))):
         if value:
             env[name] = str(value)
+    _check_port_free(host, port)
     argv = [sys.executable, "-m", "bentoml", "serve", "service.service:UKDCompress",
             "--host", host, "--port", str(port)]
     os.execvpe(argv[0], argv, env)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """One line instead of the server's traceback when the port is taken."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}; "
+                            "pass another --port") from None
 
 
 @cli.command()
