@@ -179,13 +179,21 @@ class Jobs:
         record = self._read(job_id)
         run = self.root / record["run_dir"]
         if record["state"] == "running":
-            status = run.with_name(run.name + ".partial") / "status.json"
-            record["progress"] = (json.loads(status.read_text()) if status.is_file() else
-                                  {"phase": "preparing (data, teacher, pseudo classifiers)",
-                                   "output": _last_output(self.root / record["log"])})
+            record["progress"] = self._progress(run, self.root / record["log"])
         if record["state"] == "done" and (run / "report.json").is_file():
             record["report"] = _summary(json.loads((run / "report.json").read_text()))
         return record
+
+    @staticmethod
+    def _progress(run: Path, log: Path) -> dict:
+        """Training's status.json while the run is unfinished; once the run folder has its final
+        name (the worker is exporting or exiting), that status marked finishing."""
+        for folder, finishing in ((run.with_name(run.name + ".partial"), False), (run, True)):
+            if (folder / "status.json").is_file():
+                status = json.loads((folder / "status.json").read_text())
+                return {**status, "phase": "finishing"} if finishing else status
+        return {"phase": "preparing (data, teacher, pseudo classifiers)",
+                "output": _last_output(log)}
 
     def list(self) -> list[dict]:
         records = [json.loads(p.read_text()) for p in self.records.glob("*.json")]

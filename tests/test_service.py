@@ -295,6 +295,20 @@ def test_a_queued_name_is_taken_and_the_token_needs_its_scheme(rte_server):
     wait_for(rte_server, responses[0].json()["id"], ("done", "failed"))
 
 
+def test_a_running_job_whose_run_is_complete_says_finishing(tmp_path):
+    from service.jobs import Jobs
+
+    jobs = Jobs(tmp_path)
+    (tmp_path / "runs" / "done-run").mkdir()
+    (tmp_path / "runs" / "done-run" / "status.json").write_text('{"phase": "training", "step": 9}')
+    (tmp_path / "jobs" / "0123456789ab.log").write_text("")
+    (tmp_path / "jobs" / "0123456789ab.json").write_text(json.dumps(
+        {"id": "0123456789ab", "state": "running", "spec": {}, "run_dir": "runs/done-run",
+         "created": 0, "resume": False, "log": "jobs/0123456789ab.log"}))
+    assert jobs.status("0123456789ab")["progress"] == {"phase": "finishing", "step": 9}
+    jobs.shutdown()
+
+
 def test_restart_marks_the_running_job_interrupted_and_resume_finishes_it(tmp_path, models_root):
     job = {"teacher": "teachers/tiny", "task": "sst2", "max_train_samples": 4000,
            "max_eval_samples": 32, "batch_size": 8, "epochs": 1, "name": "restarted"}
