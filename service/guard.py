@@ -4,7 +4,8 @@ BentoML reads and validates the whole body before an API runs, so a 1 GB POST fi
 memory before its 400, and /compress told anyone its schema before asking for the token. Here:
 a body over its path's limit is a 413 (by Content-Length; a POST to an API without one is a 411), a POST
 to an API that is not JSON is a 415, and /compress without the bearer token is a 401, each a JSON
-body ``{"error", "field"}``.
+body ``{"error", "field"}``. BentoML's own validation errors (a 400 with ``detail``) get the same
+``field``, so that every 4xx has one shape.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class RequestGuard:
             if refusal is not None:
                 await self._answer(send, *refusal)
                 return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, with_error_field(send) if scope["type"] == "http" else send)
 
     def refusal(self, path: str, headers: dict[bytes, bytes]) -> tuple[int, str, str] | None:
         length = headers.get(b"content-length", b"")
@@ -62,3 +63,40 @@ class RequestGuard:
                                 (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
+
+
+def with_error_field(send):
+    """``send``, except that a 4xx JSON body without ``field`` gets one: the first location
+    of its ``detail`` (pydantic's validation errors), or null."""
+    start, chunks = None, []
+
+    async def wrapped(message: dict) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+            start = message
+            return
+        if start is None or message["type"] != "http.response.body":
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = _add_field(b"".join(chunks))
+        headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+        await send({**start, "headers": headers + [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return wrapped
+
+
+def _add_field(body: bytes) -> bytes:
+    try:
+        error = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(error, dict) or "field" in error:
+        return body
+    locations = [d.get("loc") for d in error.get("detail") or [] if isinstance(d, dict)]
+    field = next((str(loc[0]) for loc in locations if loc), None)
+    message = error.get("error") or error.get("detail") or "bad request"
+    return json.dumps({**error, "error": message, "field": field}).encode()
