@@ -5,6 +5,7 @@
   train           step time and memory per method against kd; the teacher cache's saving
   scale           the headline command's shapes: examples/s, TFLOP/s, MFU, projected minutes
   quality         a paired study: dev metric per method over seeds, tasks and budgets
+  first-run       the README's first command from an empty cache, beside a baseline revision
   all RUN_DIR     all four, with their defaults
 """
 
@@ -58,6 +59,9 @@ def main() -> None:
     quality.add_argument("--name", default="quality", help="results/<name>.json, .md, .png")
     quality.add_argument("--results-dir", type=Path, help="[default: benchmarks/results]")
     quality.add_argument("--data-dir", help="a GLUE-layout folder  [default: $UKD_DATA_DIR]")
+    first_run = commands.add_parser("first-run", help="the default run from an empty cache, "
+                                    "this code vs --baseline (a git revision), one after the other")
+    first_run.add_argument("--baseline", default="c4cc04c", help="[default: c4cc04c]")
     everything = commands.add_parser("all", help="train, infer, serve, quality")
     everything.add_argument("run_dir", type=Path, help="a run folder with onnx/ (for infer, serve)")
     args = parser.parse_args()
@@ -84,6 +88,10 @@ def main() -> None:
         from .scale import run
 
         print(json.dumps(run(args.batch_size, args.steps), indent=1))
+    elif args.benchmark == "first-run":
+        from .first_run import run
+
+        print(json.dumps(run(args.baseline), indent=1))
     elif args.benchmark == "quality":
         from .quality import load_study, run_study
         from .results import RESULTS
