@@ -2,7 +2,9 @@
 
 Both modes serve the same exported student from a real `ukd-compress serve` on 127.0.0.1, take
 the same requests (one real dev text each) from the same number of concurrent clients, in one
-run. Goal: batching gives at least 3x the requests/s of batch-1 serving at p99 <= 100 ms.
+run. Right after the load, one client sends requests one at a time (light traffic after a burst).
+Goals: batching gives at least 3x the requests/s of batch-1 serving at p99 <= 100 ms, and light
+traffic after the burst is within 1.2x of batch-1 serving's p50.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from service.launch import running_server  # noqa: E402
 from .load import run_load  # noqa: E402
 from .results import markdown_table, write_results  # noqa: E402
 
-GOAL_RATIO, GOAL_P99_MS = 3.0, 100.0
+GOAL_RATIO, GOAL_P99_MS, GOAL_AFTER_BURST = 3.0, 100.0, 1.2
 
 
 def dev_payloads(run_dir: Path, n: int) -> list[dict]:
@@ -44,20 +46,27 @@ def run(run_dir: Path, requests: int = 2000, concurrency: int = 32, int8: bool =
         with running_server(*args, env={"BENTOML_HOME": home}) as url:
             run_load(f"{url}/predict", payloads[:64], concurrency)  # warm up
             result = run_load(f"{url}/predict", payloads, concurrency)
-        modes[mode] = result.summary()
+            after = run_load(f"{url}/predict", payloads[:100], concurrency=1)
+        modes[mode] = {**result.summary(), "after_burst_p50_ms": after.summary()["p50_ms"]}
     on, off = modes["batching"], modes["no-batching"]
     ratio = on["requests_per_s"] / off["requests_per_s"]
+    after_ratio = on["after_burst_p50_ms"] / off["after_burst_p50_ms"]
     data = {"run_dir": str(run_dir), "requests": requests, "concurrency": concurrency,
             "model": "model_int8.onnx" if int8 else "model.onnx", "modes": modes,
             "speedup_requests_per_s": round(ratio, 2),
-            "goal": f">= {GOAL_RATIO}x requests/s at p99 <= {GOAL_P99_MS} ms",
-            "goal_met": ratio >= GOAL_RATIO and on["p99_ms"] <= GOAL_P99_MS}
-    rows = [[mode, m["requests"], m["errors"], m["requests_per_s"], m["p50_ms"], m["p99_ms"]]
-            for mode, m in modes.items()]
+            "after_burst_p50_ratio": round(after_ratio, 2),
+            "goal": f">= {GOAL_RATIO}x requests/s at p99 <= {GOAL_P99_MS} ms; after a burst "
+                    f"p50 within {GOAL_AFTER_BURST}x of batch-1",
+            "goal_met": (ratio >= GOAL_RATIO and on["p99_ms"] <= GOAL_P99_MS
+                         and after_ratio <= GOAL_AFTER_BURST)}
+    rows = [[mode, m["requests"], m["errors"], m["requests_per_s"], m["p50_ms"], m["p99_ms"],
+             m["after_burst_p50_ms"]] for mode, m in modes.items()]
     markdown = (f"Serving {data['model']} of `{run_dir.name}`: {requests} requests, "
                 f"{concurrency} concurrent clients, 127.0.0.1\n\n"
-                + markdown_table(["mode", "requests", "errors", "req/s", "p50 ms", "p99 ms"], rows)
-                + f"\nbatching / batch-1: {ratio:.2f}x requests/s; goal {data['goal']}: "
+                + markdown_table(["mode", "requests", "errors", "req/s", "p50 ms", "p99 ms",
+                                  "p50 ms, 1 client after"], rows)
+                + f"\nbatching / batch-1: {ratio:.2f}x requests/s, {after_ratio:.2f}x the p50 "
+                  f"after the burst; goal {data['goal']}: "
                 + ("met" if data["goal_met"] else "**missed**") + "\n")
     write_results("serve", data, markdown, _figure(modes))
     return data
