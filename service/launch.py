@@ -23,11 +23,12 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(*args: str, env: dict[str, str] | None = None, timeout: float = 180,
-                   program: str = "ukd_compress") -> Iterator[str]:
+                   program: str = "ukd_compress", log_path: str | None = None) -> Iterator[str]:
     """`ukd-compress serve ARGS` (or `bentoml serve ARGS`) until /readyz answers; yields its URL,
-    then stops it (SIGTERM)."""
+    then stops it (SIGTERM). Its output goes to ``log_path`` (default: a temporary file)."""
     port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="ukd-serve-", suffix=".log", delete=False)
+    log = (open(log_path, "wb") if log_path else
+           tempfile.NamedTemporaryFile(prefix="ukd-serve-", suffix=".log", delete=False))
     process = subprocess.Popen(
         [sys.executable, "-m", program, "serve", *args, "--port", str(port)],
         env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,

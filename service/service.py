@@ -9,6 +9,7 @@ batching.py), label names and the model's id in every answer, and the job API (j
 from __future__ import annotations
 
 import gc
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -60,6 +61,26 @@ class Prediction(BaseModel):
 class Predictions(BaseModel):
     model: str                                # sha256 of the ONNX file that answered
     predictions: list[Prediction]
+
+
+class OneLinePerRejection(logging.Filter):
+    """BentoML logs a ~24-line traceback for every request it refuses as invalid (a 4xx), which
+    floods the log under bad traffic: such a record keeps one line, naming the error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from bentoml.exceptions import BentoMLException
+        from pydantic import ValidationError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ValidationError) or (isinstance(exc, BentoMLException)
+                                                and exc.error_code < 500):
+            first = str(exc).splitlines()[0][:200] if str(exc) else ""
+            record.msg = f"{record.getMessage()} refused: {type(exc).__name__}: {first}"
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+logging.getLogger("bentoml._internal.server.http_app").addFilter(OneLinePerRejection())
 
 
 def error(status: int, message: str, field: str | None = None) -> JSONResponse:

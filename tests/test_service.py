@@ -355,6 +355,17 @@ def test_a_corrupt_model_or_a_busy_port_is_one_line_and_a_nonzero_exit(sst2_run,
     assert "Traceback" not in corrupt.stderr + busy.stderr
 
 
+def test_a_refused_request_is_one_log_line_not_a_traceback(sst2_run, tmp_path):
+    log = tmp_path / "server.log"
+    with running_server(str(sst2_run), env=server_env(tmp_path), log_path=str(log)) as url:
+        for body in ({"texts": []}, {"text": ["a"]}, {"texts": [3]}):
+            assert post(url, "/predict", body).status_code == 400
+        assert post(url, "/predict", {"texts": ["fine"]}).status_code == 200
+    text = log.read_text(errors="replace")
+    assert text.count("/predict [POST] refused: ValidationError") == 3, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+
+
 def test_serve_without_an_export_is_a_clear_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ukd_compress", "serve", str(tmp_path)],
                             capture_output=True, text=True, timeout=120)
