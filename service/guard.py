@@ -16,6 +16,7 @@ import json
 JSON_APIS = ("/predict", "/compress")
 BODY_LIMITS = {"/predict": 1 << 20, "/compress": 64 << 10}  # bytes; other paths: 64 KiB
 DEFAULT_LIMIT = 64 << 10
+TOKEN_REFUSED = "missing or wrong token: send Authorization: Bearer <UKD_JOB_TOKEN>"
 
 
 def bearer_token_ok(header: str | None, token: str) -> bool:
@@ -51,8 +52,7 @@ class RequestGuard:
             return 415, "send JSON with Content-Type: application/json", "content-type"
         if path == "/compress" and self.job_token is not None and not bearer_token_ok(
                 headers.get(b"authorization", b"").decode("latin-1"), self.job_token):
-            return 401, "missing or wrong token: send Authorization: Bearer <UKD_JOB_TOKEN>", \
-                "authorization"
+            return 401, TOKEN_REFUSED, "authorization"
         return None
 
     @staticmethod

@@ -152,10 +152,9 @@ class Jobs:
             confine(self.root, getattr(spec, field), field)
         with self._lock:
             taken = {r["run_dir"] for r in self.list() if r["state"] in UNFINISHED}
-            for path in (self.runs / name, self.runs / f"{name}.partial"):
-                if path.exists() or f"runs/{name}" in taken:
-                    raise JobError(409, f"run folder runs/{path.name} already exists or is "
-                                        "queued", "name")
+            on_disk = any(p.exists() for p in (self.runs / name, self.runs / f"{name}.partial"))
+            if on_disk or f"runs/{name}" in taken:
+                raise JobError(409, f"run folder runs/{name} already exists or is queued", "name")
             record = self._write({"id": job_id, "state": "queued",
                                   "spec": spec.model_copy(update={"name": name}).model_dump(),
                                   "run_dir": f"runs/{name}", "created": time.time(),

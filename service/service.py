@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .batching import Batcher
-from .guard import RequestGuard, bearer_token_ok
+from .guard import TOKEN_REFUSED, RequestGuard, bearer_token_ok
 from .jobs import JobError, Jobs, JobSpec
 from .model import ModelInfo, OnnxStudent
 from .settings import Settings
@@ -172,8 +172,7 @@ class UKDCompress:
         if self.jobs is None:
             raise JobError(403, "compression jobs are off: start the server with UKD_JOB_TOKEN set")
         if not bearer_token_ok(header, settings.job_token):
-            raise JobError(401, "missing or wrong token: send Authorization: Bearer <UKD_JOB_TOKEN>",
-                           "authorization")
+            raise JobError(401, TOKEN_REFUSED, "authorization")
 
     def __is_alive__(self) -> bool:
         """/livez and /healthz: a job worker that died fails them (BentoML's hook)."""

@@ -30,19 +30,24 @@ def save_model_folder(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
 
 
 def strip(model: WithPseudoClassifiers, tokenizer: PreTrainedTokenizerBase, folder: Path) -> Path:
-    """Save the student's backbone alone; check that the folder holds exactly the weights of a
-    stock model of its config, so no pseudo classifier or projection leaves with it."""
+    """Save the student's backbone alone; check that the folder holds no weight that a stock
+    model of its config lacks, so no pseudo classifier or projection leaves with it."""
     save_model_folder(model.backbone, tokenizer, folder)
     check_stock_weights(folder, model.backbone.config)
     return folder
+
+
+def stock_weights(config) -> dict[str, torch.Tensor]:
+    """The state dict of a stock sequence classifier of ``config``: names and shapes only."""
+    with torch.device("meta"):  # no memory, no initialisation work
+        return AutoModelForSequenceClassification.from_config(config).state_dict()
 
 
 def check_stock_weights(folder: Path, config) -> None:
     """Raise unless every safetensors key in the folder is one a stock model of ``config`` has
     (the leak check). Keys a stock model has and the folder lacks are tied or ignored on save
     by Transformers, so only their absence of any weights at all is an error."""
-    with torch.device("meta"):  # shapes and names only, no memory
-        stock = set(AutoModelForSequenceClassification.from_config(config).state_dict())
+    stock = set(stock_weights(config))
     saved = set()
     for weights in folder.glob("*.safetensors"):
         with safe_open(str(weights), "pt") as f:
