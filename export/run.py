@@ -76,6 +76,14 @@ def export_run(run_dir: Path, opset: int = 18, int8: bool = False, budget_ms: fl
     final = run_dir / "onnx"
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
+    result["onnx_bytes"] = {name: (final / f"model{suffix}.onnx").stat().st_size
+                            for name, suffix in (("fp32", ""), ("int8", "_int8"))
+                            if (final / f"model{suffix}.onnx").is_file()}
+    teacher_weights = sum(f.stat().st_size
+                          for f in Path(report["teacher"]["name"]).glob("*.safetensors"))
+    if teacher_weights:  # a local teacher: how the files compare with its weights (fp32)
+        result["onnx_of_teacher_weights"] = {name: round(size / teacher_weights, 3)
+                                             for name, size in result["onnx_bytes"].items()}
 
     models = {"teacher (pytorch)": Path(report["teacher"]["name"]),
               "student (pytorch)": student, "student (ort fp32)": final / "model.onnx"}

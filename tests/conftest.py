@@ -76,7 +76,7 @@ LABELS = {"sst2": ["negative", "positive"], "rte": ["entailment", "not_entailmen
 def make_run(tmp_path: Path, family: str, tokenizer, task: str = "sst2") -> Path:
     """A finished run folder with a tiny stripped student and a tiny teacher on real GLUE data."""
     run = tmp_path / f"run-{family}-{task}"
-    model = tiny(family)
+    model = tiny(family, vocab=len(tokenizer))
     model.config.id2label = dict(enumerate(LABELS[task]))
     model.config.label2id = {name: i for i, name in enumerate(LABELS[task])}
     strip(WithPseudoClassifiers(model, PseudoClassifiers(backbone_widths(model), 2)), tokenizer,

@@ -15,7 +15,8 @@ from .errors import CheckFailed, UserError
 RECIPE_OPTIONS = {
     "teacher": ("teacher", "name"), "pseudo_head": ("teacher", "pseudo_head"),
     "student": ("student", "spec"), "student_layers": ("student", "layers"),
-    "student_hidden": ("student", "hidden"),
+    "student_hidden": ("student", "hidden"), "student_vocab": ("student", "vocab_size"),
+    "student_tokenizer": ("student", "tokenizer"), "student_vocab_method": ("student", "vocab_method"),
     "task": ("task", "name"), "data_dir": ("task", "data_dir"),
     "train_file": ("task", "train_file"), "eval_file": ("task", "eval_file"),
     "text_column": ("task", "text_columns"), "label_column": ("task", "label_column"),
@@ -176,6 +177,15 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
               help="A transformer layer's vector: mean over tokens, or the first token.")
 @click.option("--student-layers", type=click.IntRange(1), help="Depth of a bilstm/cnn student.")
 @click.option("--student-hidden", type=click.IntRange(1), help="Width of a bilstm/cnn student.")
+@click.option("--student-vocab", type=click.IntRange(200),
+              help="Give a teacher:K, bilstm or cnn student its own, smaller vocabulary of N "
+                   "tokens chosen on the training texts (e.g. 8000; MiniLM's has 30,522), "
+                   "embeddings initialised from the teacher's.")
+@click.option("--student-vocab-method", type=click.Choice(["trim", "train"]),
+              help="trim: the teacher's N most used tokens, rows copied; train: a new WordPiece "
+                   "(the tokenizers library), new rows averaged from the teacher's pieces."
+                   "  [default: trim]")
+@click.option("--student-tokenizer", help="Or: the student's tokenizer, a folder or hub name.")
 @click.option("--grad-accum", type=click.IntRange(1), help="Batches per optimizer step.")
 @click.option("--teacher-cache/--no-teacher-cache", default=None,
               help="Reuse the frozen teacher's outputs after their first pass.  [default: on]")
@@ -311,6 +321,11 @@ def _print_export(result: dict) -> None:
                f"{100 * p['label_agreement']:.2f}% on {p['examples']} dev examples")
     click.echo(f"dev metric onnx fp32 {result['metric_fp32']}"
                + (f", int8 {result['metric_int8']}" if "metric_int8" in result else ""))
+    ratios = result.get("onnx_of_teacher_weights", {})
+    click.echo("onnx files: " + ", ".join(
+        f"{name} {size / 1e6:.1f} MB" + (f" ({100 * ratios[name]:.0f}% of the teacher's weights)"
+                                         if name in ratios else "")
+        for name, size in result["onnx_bytes"].items()))
     click.echo(f"{'model':20s} {'batch':>5s} {'seq':>4s} {'p50 ms':>8s} {'p95 ms':>8s} "
                f"{'p99 ms':>8s} {'ex/s':>8s}")
     for r in result["latency"]["rows"]:

@@ -9,7 +9,9 @@ the stripped student and its report are complete; an interrupted run resumes fro
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import os
 import platform
 import shutil
 import time
@@ -21,24 +23,26 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import set_seed
+from transformers import PreTrainedTokenizerBase, set_seed
 
 from .data import Collator, subsample
 from .distill import Distiller, Interrupted, make_accelerator
 from .errors import UserError
 from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths
 from .layer_plan import LayerPlan, layer_plan
-from .models import load_config
+from .models import load_config, load_tokenizer
 from .recipe import Recipe
 from .report import plot_report
-from .strip import artifact_hashes, folder_bytes, strip
+from .strip import artifact_hashes, folder_bytes, save_folder, strip
 from .students import Student, build_student, check_fits, evenly_spaced
 from .tasks import (TaskSpec, find_data_dir, get_task, load_files, load_glue, offline_tasks,
                     trivial_baseline)
-from .teacher import load_teacher_with_heads, resolve_teacher
+from .teacher import load_teacher_with_heads, resolve_teacher, ukd_home
+from .vocab import train_tokenizer, trim_tokenizer
 
 CPU_TRAIN_SAMPLES = 8000
 PARTIAL = ".partial"
+STUDENT_TOKENIZER = "student_tokenizer"  # a run's own vocabulary, kept for --resume
 
 
 @dataclass
@@ -90,7 +94,8 @@ class Setup:
     teacher_report: dict
     teacher_heads_folder: Path
     student: WithPseudoClassifiers
-    student_tokenizer: object
+    student_tokenizer: PreTrainedTokenizerBase
+    vocabulary: dict | None  # the student's own vocabulary: size, source, how rows were made
     collate: Collator
     layer_map: list[int]
     plan: LayerPlan
@@ -112,7 +117,37 @@ def wrap_student(recipe: Recipe, student: Student, teacher_heads: PseudoClassifi
     return WithPseudoClassifiers(student.model, pseudo, projection, recipe.method.layer_pooling)
 
 
-def prepare(recipe: Recipe) -> Setup:
+def student_vocabulary(recipe: Recipe, teacher_tokenizer: PreTrainedTokenizerBase,
+                       train: datasets.Dataset, saved: Path | None = None
+                       ) -> PreTrainedTokenizerBase | None:
+    """The student's own tokenizer, or None to share the teacher's: ``saved`` (a resumed run's)
+    if it exists, else the recipe's tokenizer, else one of ``vocab_size`` tokens made from the
+    training texts (trimmed or trained). It is cached under ``UKD_HOME/tokenizers``: training
+    is not deterministic, and every method of a paired study must read the same vocabulary."""
+    cfg = recipe.student
+    if saved is not None and saved.is_dir():
+        return load_tokenizer(str(saved))
+    if cfg.tokenizer is not None:
+        return load_tokenizer(cfg.tokenizer)
+    if cfg.vocab_size is None:
+        return None
+    texts = list(train["text_a"]) + [t for t in train["text_b"] if t is not None]
+    key = hashlib.sha256(json.dumps([cfg.vocab_size, cfg.vocab_method, texts,
+                                     teacher_tokenizer.backend_tokenizer.to_str()]).encode())
+    folder = ukd_home() / "tokenizers" / f"{cfg.vocab_method}-{cfg.vocab_size}-{key.hexdigest()[:16]}"
+    if not (folder / "tokenizer.json").is_file():
+        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")  # parallel runs may race
+        make = trim_tokenizer if cfg.vocab_method == "trim" else train_tokenizer
+        make(teacher_tokenizer, texts, cfg.vocab_size).save_pretrained(tmp)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another run trained one first: use theirs, so both read the same
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_tokenizer(str(folder))
+
+
+def prepare(recipe: Recipe, saved_tokenizer: Path | None = None) -> Setup:
+    """Load and check everything a run needs; ``saved_tokenizer`` is a resumed run's vocabulary."""
     recipe.validate()
     data = load_task(recipe)
     check_fits(recipe.student.spec, load_config(recipe.teacher.name).num_hidden_layers)
@@ -121,8 +156,9 @@ def prepare(recipe: Recipe) -> Setup:
     teacher, tokenizer, heads, report, heads_folder = load_teacher_with_heads(
         teacher_name, data.spec, data.train, data.evals, recipe, data.source, device)
     set_seed(recipe.training.seed)  # the same student and dropout whether the teacher was cached
+    own = student_vocabulary(recipe, tokenizer, data.train, saved_tokenizer)
     student = build_student(recipe.student.spec, teacher, tokenizer, data.spec.label_names,
-                            recipe.student.layers, recipe.student.hidden)
+                            recipe.student.layers, recipe.student.hidden, own)
     wrapped = wrap_student(recipe, student, heads, teacher.config.hidden_size)
     depth = teacher.config.num_hidden_layers
     layer_map = student.kept_layers or evenly_spaced(depth, len(backbone_widths(student.model)))
@@ -130,9 +166,15 @@ def prepare(recipe: Recipe) -> Setup:
     layer_scores = [next(iter(m.values())) for m in next(iter(report["layers"].values()))]
     plan = layer_plan(recipe.method, len(backbone_widths(student.model)), len(heads.heads),
                       layer_scores)
+    vocabulary = None if student.transfer is None else {
+        "size": len(student.tokenizer), "teacher_size": len(tokenizer),
+        "source": recipe.student.tokenizer or (f"{recipe.student.vocab_method} on the "
+                                               f"{len(data.train)} training examples"),
+        "transfer": {k: getattr(student.transfer, k)
+                     for k in ("copied", "averaged", "special", "unknown")}}
     return Setup(data, WithPseudoClassifiers(teacher, heads, pooling=recipe.method.layer_pooling),
-                 teacher_name, report, heads_folder,
-                 wrapped, student.tokenizer, collate, layer_map, plan)
+                 teacher_name, report, heads_folder, wrapped, student.tokenizer, vocabulary,
+                 collate, layer_map, plan)
 
 
 def default_output(recipe: Recipe) -> Path:
@@ -145,6 +187,11 @@ def default_output(recipe: Recipe) -> Path:
 
 def params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def embedding_params(model: nn.Module) -> int:
+    """The token embedding table: most of a small student, and what its vocabulary sets."""
+    return model.get_input_embeddings().weight.numel()
 
 
 def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None = None,
@@ -165,9 +212,11 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
             if path.exists():
                 raise UserError(f"{path} already exists; pick another --output "
                                 f"{'or --resume it' if path == work else ''}".strip())
-    setup = prepare(recipe)
+    setup = prepare(recipe, work / STUDENT_TOKENIZER)
     work.mkdir(parents=True, exist_ok=True)
     (work / "recipe.yaml").write_text(recipe.to_yaml())
+    if setup.vocabulary is not None and not (work / STUDENT_TOKENIZER).is_dir():
+        save_folder(work / STUDENT_TOKENIZER, setup.student_tokenizer.save_pretrained)
     shutil.copytree(setup.teacher_heads_folder, work / "teacher_pseudo_classifiers",
                     dirs_exist_ok=True)
     distiller = Distiller(recipe, setup.data.spec, setup.data.train, setup.data.evals,
@@ -185,9 +234,13 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
         "task": setup.data.spec.name, "data": setup.data.source,
         "train_examples": len(setup.data.train),
         "teacher": {"name": setup.teacher_name, "params": params(setup.teacher.backbone),
+                    "embedding_params": embedding_params(setup.teacher.backbone),
                     "metrics": setup.teacher_report["teacher"],
                     "pseudo_classifier_metrics": setup.teacher_report["layers"]},
         "student": {"spec": recipe.student.spec, "params": params(best.backbone),
+                    "embedding_params": embedding_params(best.backbone),
+                    "vocabulary": setup.vocabulary or {"size": len(setup.student_tokenizer),
+                                                       "source": "the teacher's"},
                     "bytes": folder_bytes(work / "student"), "metrics": student_metrics,
                     "best_step": progress.best_step},
         "method": {**asdict(recipe.method), "weights": recipe.method.weights(),
@@ -244,6 +297,9 @@ def summary(report: dict, run_dir: Path) -> str:
     for who in ("teacher", "student"):
         lines.append(f"{who:8s} {report[who]['params'] / 1e6:6.1f}M params  "
                      f"{_metrics_line(report[who]['metrics'])}")
+    vocabulary = report["student"]["vocabulary"]
+    if vocabulary["source"] != "the teacher's":
+        lines.append(f"student vocabulary: {vocabulary['size']:,} tokens, {vocabulary['source']}")
     lines.append(f"baseline ({report['baseline']['name']})  "
                  f"{_metrics_line(report['baseline']['metrics'])}")
     lines += [f"warning: {w}" for w in report["warnings"]]

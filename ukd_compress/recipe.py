@@ -37,6 +37,9 @@ METHOD_CHOICES = {
 # learns from scratch and, at the transformer rate, stays at the majority class on SST-2.
 STUDENT_LR = {"transformer": 1e-4, "scratch": 1e-3}
 
+MIN_VOCAB = 200  # below this a WordPiece vocabulary is little more than its alphabet
+VOCAB_METHODS = ("trim", "train")
+
 
 @dataclass
 class TeacherConfig:
@@ -55,6 +58,11 @@ class StudentConfig:
     spec: str = "teacher:2"          # teacher:K | hub name or folder | bilstm | cnn
     layers: int = 2                  # bilstm / cnn depth
     hidden: int = 256                # bilstm / cnn width
+    # A vocabulary of its own (teacher:K, bilstm, cnn): this many tokens, chosen on the training
+    # texts, or a tokenizer folder / hub name; embeddings by vocabulary transfer.
+    vocab_size: int | None = None
+    vocab_method: str = "trim"       # trim: the teacher's most used tokens | train: a new WordPiece
+    tokenizer: str | None = None
 
 
 @dataclass
@@ -150,11 +158,27 @@ class Recipe:
             raise UserError("training.checkpoint_minutes must be positive")
         if self.training.lr is not None and self.training.lr <= 0:
             raise UserError("training.lr must be positive")
+        self._validate_vocabulary()
         if self.method.delta and not METHOD_WEIGHTS[self.method.name]["delta"]:
             hidden = ", ".join(m for m, w in METHOD_WEIGHTS.items() if w["delta"])
             raise UserError(f"delta weighs the hidden-state term, which method "
                             f"{self.method.name} does not have; use one of {hidden}")
         return self
+
+    def _validate_vocabulary(self) -> None:
+        cfg = self.student
+        if cfg.vocab_size is None and cfg.tokenizer is None:
+            return
+        if cfg.vocab_size is not None and cfg.tokenizer is not None:
+            raise UserError("give the student a vocabulary size or a tokenizer, not both")
+        if not (cfg.spec.startswith("teacher:") or cfg.spec in ("bilstm", "cnn")):
+            raise UserError(f"a vocabulary of its own is for teacher:K, bilstm and cnn students; "
+                            f"{cfg.spec!r} brings its own tokenizer")
+        if cfg.vocab_method not in VOCAB_METHODS:
+            raise UserError(f"student.vocab_method must be one of {', '.join(VOCAB_METHODS)}")
+        if cfg.vocab_size is not None and cfg.vocab_size < MIN_VOCAB:
+            raise UserError(f"a student vocabulary needs at least {MIN_VOCAB} tokens, "
+                            f"not {cfg.vocab_size}")
 
     def with_student_lr(self) -> "Recipe":
         """This recipe, its learning rate filled in from the student's kind if it names none."""

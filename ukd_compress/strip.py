@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -15,18 +16,26 @@ from .errors import CheckFailed
 from .heads import WithPseudoClassifiers
 
 
-def save_model_folder(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path,
-                      extra_files: dict[str, str] | None = None) -> Path:
-    """A stock model folder (safetensors, config, tokenizer), written beside then renamed into place."""
+def save_folder(folder: Path, write: Callable[[Path], object]) -> Path:
+    """``write(path)`` fills a folder beside ``folder``, which then replaces ``folder``."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    for name, text in (extra_files or {}).items():
-        (tmp / name).write_text(text)
+    write(tmp)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder
+
+
+def save_model_folder(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path,
+                      extra_files: dict[str, str] | None = None) -> Path:
+    """A stock model folder (safetensors, config, tokenizer), written beside then renamed into place."""
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+
+    return save_folder(folder, write)
 
 
 def strip(model: WithPseudoClassifiers, tokenizer: PreTrainedTokenizerBase, folder: Path) -> Path:

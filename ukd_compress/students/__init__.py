@@ -10,6 +10,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..errors import UserError
 from ..models import load_base_classifier, load_config, load_tokenizer
+from ..vocab import Transfer, use_vocabulary
 from .small import SMALL_STUDENTS
 
 
@@ -20,6 +21,7 @@ class Student:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     kept_layers: list[int] | None = None  # teacher layers a ``teacher:K`` student was built from
+    transfer: Transfer | None = None      # how a vocabulary of its own was initialised
 
 
 def layer_list(model: nn.Module) -> nn.ModuleList:
@@ -70,13 +72,18 @@ def parse_spec(spec: str) -> tuple[str, int | None]:
 
 
 def build_student(spec: str, teacher: PreTrainedModel, teacher_tokenizer: PreTrainedTokenizerBase,
-                  label_names: tuple[str, ...], layers: int = 2, hidden: int = 256) -> Student:
-    """The student named by ``spec``; ``layers``/``hidden`` size the BiLSTM and CNN students."""
+                  label_names: tuple[str, ...], layers: int = 2, hidden: int = 256,
+                  tokenizer: PreTrainedTokenizerBase | None = None) -> Student:
+    """The student named by ``spec``; ``layers``/``hidden`` size the BiLSTM and CNN students.
+
+    With ``tokenizer`` (a vocabulary of its own), a ``teacher:K``, BiLSTM or CNN student gets an
+    embedding table for it, initialised from the teacher's by vocabulary transfer.
+    """
     kind, k = parse_spec(spec)
     if kind == "teacher":
         model, kept = truncated_teacher(teacher, k)
-        return Student(model, teacher_tokenizer, kept)
-    if kind in SMALL_STUDENTS:
+        student = Student(model, teacher_tokenizer, kept)
+    elif kind in SMALL_STUDENTS:
         config_cls, model_cls = SMALL_STUDENTS[kind]
         width = teacher.config.hidden_size
         config = config_cls(vocab_size=len(teacher_tokenizer), embedding_dim=width,
@@ -89,7 +96,22 @@ def build_student(spec: str, teacher: PreTrainedModel, teacher_tokenizer: PreTra
         embeddings = teacher.get_input_embeddings().weight
         if embeddings.shape == model.embeddings.weight.shape:
             model.embeddings.weight.data.copy_(embeddings.data)
-        return Student(model, teacher_tokenizer)
+        student = Student(model, teacher_tokenizer)
+    else:
+        if tokenizer is not None:
+            raise UserError(f"student {spec!r} brings its own tokenizer; a vocabulary of its "
+                            "own is for teacher:K, bilstm and cnn students")
+        return _pretrained_student(spec, teacher_tokenizer, label_names)
+    if tokenizer is not None:
+        student.transfer = use_vocabulary(student.model, teacher.get_input_embeddings().weight,
+                                          teacher_tokenizer, tokenizer)
+        student.tokenizer = tokenizer
+    return student
+
+
+def _pretrained_student(spec: str, teacher_tokenizer: PreTrainedTokenizerBase,
+                        label_names: tuple[str, ...]) -> Student:
+    """A hub name or folder, with its own tokenizer (or, lacking one, the teacher's)."""
     config = load_config(spec)
     try:
         tokenizer = load_tokenizer(spec)
