@@ -24,6 +24,8 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ukd_compress.errors import UserError
+from ukd_compress.recipe import MIN_VOCAB, Recipe
 from ukd_compress.report import write_json
 
 UNFINISHED = ("queued", "running")
@@ -63,6 +65,9 @@ class JobSpec(BaseModel):
     max_eval_samples: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1, le=4096)
     seed: int | None = None
+    student_vocab: int | None = Field(None, ge=MIN_VOCAB, le=1_000_000,
+                                      description="a vocabulary of its own for a teacher:K, "
+                                                  "bilstm or cnn student")
     export: bool = Field(False, description="export to ONNX (with int8) when training ends")
 
 
@@ -150,6 +155,10 @@ class Jobs:
         name = run_name(spec, job_id)
         for field in ("teacher", "student"):
             confine(self.root, getattr(spec, field), field)
+        try:  # the student's kind and its vocabulary, as the CLI checks them
+            Recipe().replace("student", spec=spec.student, vocab_size=spec.student_vocab).validate()
+        except UserError as exc:
+            raise JobError(400, str(exc), "student_vocab") from None
         with self._lock:
             taken = {r["run_dir"] for r in self.list() if r["state"] in UNFINISHED}
             on_disk = any(p.exists() for p in (self.runs / name, self.runs / f"{name}.partial"))
@@ -242,7 +251,7 @@ class Jobs:
                      "--student", confine(self.root, spec.student, "student"),
                      "--task", spec.task, "--method", spec.method]
             for option in ("epochs", "max_steps", "max_train_samples", "max_eval_samples",
-                           "batch_size", "seed"):
+                           "batch_size", "seed", "student_vocab"):
                 if (value := getattr(spec, option)) is not None:
                     args += [f"--{option.replace('_', '-')}", str(value)]
         return args + (["--export"] if spec.export else [])

@@ -13,12 +13,14 @@ import bentoml
 import httpx
 import numpy as np
 import pytest
+from transformers import AutoTokenizer
 
 from benchmarks.load import run_load
 from conftest import DATA_DIR, make_run, save_model_folder, tiny
 from export.run import export_run
 from service.launch import running_server
 from service.model import ModelInfo, OnnxStudent
+from ukd_compress.vocab import train_tokenizer
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -83,6 +85,21 @@ def test_predict_with_bentoml_client_matches_onnx_runtime(sst2_server, sst2_run)
         assert list(prediction["probabilities"]) == ["negative", "positive"]
         assert np.allclose(list(prediction["probabilities"].values()), probs, atol=1e-6)
         assert prediction["label"] == ["negative", "positive"][int(np.argmax(probs))]
+
+
+def test_a_student_with_its_own_vocabulary_is_served_with_its_tokenizer(tmp_path_factory,
+                                                                        minilm_tokenizer):
+    texts = sst2_sentences(40)
+    vocabulary = train_tokenizer(minilm_tokenizer, sst2_sentences(500), 300)
+    run = exported(tmp_path_factory, vocabulary, "sst2")
+    info = ModelInfo.load(run)
+    assert len(AutoTokenizer.from_pretrained(info.folder)) == 300  # the teacher's ids would not fit
+    with running_server(str(run), env=server_env(tmp_path_factory.mktemp("home"))) as url:
+        answer = post(url, "/predict", {"texts": texts})
+    assert answer.status_code == 200, answer.text
+    expected = OnnxStudent(info).probabilities([[t] for t in texts])
+    got = [list(p["probabilities"].values()) for p in answer.json()["predictions"]]
+    assert np.allclose(got, expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("body, field", [
@@ -210,6 +227,8 @@ def test_jobs_need_the_token(rte_server, headers):
     ({"name": "../x"}, "name"),
     ({"method": "magic"}, "method"),
     ({"epochs": 0}, "epochs"),
+    ({"student_vocab": 50}, "student_vocab"),
+    ({"student": "org/model", "student_vocab": 1000}, "student_vocab"),
 ])
 def test_job_paths_stay_under_the_models_root(rte_server, models_root, tmp_path, body, field):
     if not (models_root / "escape").exists():
@@ -221,13 +240,15 @@ def test_job_paths_stay_under_the_models_root(rte_server, models_root, tmp_path,
 
 
 def test_job_from_submission_to_done_on_real_data(rte_server, models_root):
-    response = post(rte_server, "/compress", {**SMALL_JOB, "name": "small-rte"}, headers=AUTH)
+    response = post(rte_server, "/compress", {**SMALL_JOB, "name": "small-rte",
+                                              "student_vocab": 300}, headers=AUTH)
     assert response.status_code == 202, response.text
     job = response.json()
     assert job["state"] in ("queued", "running") and job["run_dir"] == "runs/small-rte"
     done = wait_for(rte_server, job["id"], ("done", "failed"))
     assert done["state"] == "done", done
     assert done["report"]["task"] == "rte" and done["report"]["student"]["spec"] == "teacher:2"
+    assert done["report"]["student"]["vocabulary"]["size"] == 300
     run = models_root / "runs" / "small-rte"
     assert done["report"]["student"] == json.loads((run / "report.json").read_text())["student"]
     assert (run / "student" / "config.json").is_file()
