@@ -6,6 +6,7 @@
   scale           the headline command's shapes: examples/s, TFLOP/s, MFU, projected minutes
   quality         a paired study: dev metric per method over seeds, tasks and budgets
   first-run       the README's first command from an empty cache, beside a baseline revision
+  vocab           students with their own smaller vocabularies: size, accuracy, latency
   all RUN_DIR     all four, with their defaults
 """
 
@@ -62,6 +63,18 @@ def main() -> None:
     first_run = commands.add_parser("first-run", help="the default run from an empty cache, "
                                     "this code vs --baseline (a git revision), one after the other")
     first_run.add_argument("--baseline", default="c4cc04c", help="[default: c4cc04c]")
+    vocab = commands.add_parser("vocab", help="teacher:2 students with their own smaller "
+                                "vocabularies: parameters, file sizes, accuracy, latency",
+                                description="SST-2, 8,000 examples, 6 epochs, ukd, paired seeds.")
+    vocab.add_argument("--vocabs", default="8000,4000", type=lambda t: tuple(map(int, t.split(","))),
+                       help="vocabulary sizes beside the teacher's  [default: 8000,4000]")
+    vocab.add_argument("--vocab-methods", default="trim,train", type=lambda t: tuple(t.split(",")),
+                       help="how each is made  [default: trim,train]")
+    vocab.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1  [default: 3]")
+    vocab.add_argument("--jobs", type=int, default=1, help="runs at once (CPU cores are split)")
+    vocab.add_argument("--workdir", type=Path, default=Path("runs/vocab-study"),
+                       help="where the runs are kept (and found again on a rerun)")
+    vocab.add_argument("--data-dir", help="a GLUE-layout folder  [default: $UKD_DATA_DIR]")
     everything = commands.add_parser("all", help="train, infer, serve, quality")
     everything.add_argument("run_dir", type=Path, help="a run folder with onnx/ (for infer, serve)")
     args = parser.parse_args()
@@ -88,6 +101,12 @@ def main() -> None:
         from .scale import run
 
         print(json.dumps(run(args.batch_size, args.steps), indent=1))
+    elif args.benchmark == "vocab":
+        from .results import RESULTS
+        from .vocab import run
+
+        run(args.jobs, args.workdir, args.seeds, args.data_dir, args.vocabs, args.vocab_methods)
+        print((RESULTS / "vocab.md").read_text())
     elif args.benchmark == "first-run":
         from .first_run import run
 

@@ -34,12 +34,13 @@ import yaml  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from ukd_compress.errors import UserError  # noqa: E402
-from ukd_compress.recipe import METHODS, MethodConfig, Recipe  # noqa: E402
+from ukd_compress.recipe import METHODS, MethodConfig, Recipe, StudentConfig  # noqa: E402
 
 from .results import RESULTS, markdown_table, write_results  # noqa: E402
 
 TEACHER_SEED = 42  # the CLI's default seed: the study's teacher is the one a default run makes
 METHOD_KNOBS = {f for f in MethodConfig.__dataclass_fields__ if f != "name"}
+STUDENT_KNOBS = {f for f in StudentConfig.__dataclass_fields__ if f != "spec"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,18 @@ class Run:
         return (self.task, self.train_examples, self.epochs, self.student)
 
 
+def parse_knobs(token: str, body: str, known: set[str]) -> dict:
+    """``gamma=0.25,teacher_layers=window`` -> {"gamma": 0.25, "teacher_layers": "window"}."""
+    knobs = {}
+    for part in filter(None, body.split(",")):
+        key, _, value = part.partition("=")
+        if key not in known or not value:
+            raise UserError(f"{token!r}: {part!r} is not KNOB=VALUE with a knob among "
+                            f"{', '.join(sorted(known))}")
+        knobs[key] = yaml.safe_load(value)
+    return knobs
+
+
 def parse_method(token: str) -> tuple[str, str, dict]:
     """``ukd[gamma=0.25,teacher_layers=window]`` -> ("ukd", "gamma=0.25,teacher_layers=window",
     {"gamma": 0.25, "teacher_layers": "window"})."""
@@ -72,15 +85,17 @@ def parse_method(token: str) -> tuple[str, str, dict]:
     if not match or match.group(1) not in METHODS:
         raise UserError(f"method {token!r}: write a method ({', '.join(METHODS)}) with optional "
                         "knobs in brackets, e.g. ukd[teacher_layers=window]")
-    name, body = match.group(1), match.group(2) or ""
-    knobs = {}
-    for part in filter(None, body.split(",")):
-        key, _, value = part.partition("=")
-        if key not in METHOD_KNOBS or not value:
-            raise UserError(f"method {token!r}: {part!r} is not KNOB=VALUE with a knob among "
-                            f"{', '.join(sorted(METHOD_KNOBS))}")
-        knobs[key] = yaml.safe_load(value)
-    return name, body, knobs
+    body = match.group(2) or ""
+    return match.group(1), body, parse_knobs(token, body, METHOD_KNOBS)
+
+
+def parse_student(token: str) -> tuple[str, dict]:
+    """``teacher:2[vocab_size=8000]`` -> ("teacher:2", {"vocab_size": 8000})."""
+    match = re.fullmatch(r"([^\[\]]+)(?:\[(.*)\])?", token.strip())
+    if not match:
+        raise UserError(f"student {token!r}: write a student with optional knobs in brackets, "
+                        "e.g. teacher:2[vocab_size=8000]")
+    return match.group(1), parse_knobs(token, match.group(2) or "", STUDENT_KNOBS)
 
 
 def load_study(path: Path | None, overrides: dict) -> dict:
@@ -103,6 +118,7 @@ def study_runs(study: dict) -> list[Run]:
     runs = []
     for row in study["rows"]:
         for student in row["students"]:
+            parse_student(student)  # a typo fails before any run starts
             for token in row["methods"]:
                 method, variant, _ = parse_method(token)
                 for seed in range(study["seeds"]):
@@ -139,8 +155,10 @@ def resolve_teachers(runs: list[Run], data_dir: str | None) -> dict[tuple, str]:
 
 def run_recipe(run: Run, teacher: str, data_dir: str | None) -> Recipe:
     _, _, knobs = parse_method(f"{run.method}[{run.variant}]")
+    spec, student_knobs = parse_student(run.student)
     recipe = (base_recipe(run, data_dir).replace("teacher", name=teacher)
-              .replace("student", spec=run.student).replace("method", name=run.method, **knobs)
+              .replace("student", spec=spec, **student_knobs)
+              .replace("method", name=run.method, **knobs)
               .replace("training", seed=run.seed))
     return recipe.validate()
 

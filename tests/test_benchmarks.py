@@ -8,7 +8,7 @@ import pytest
 from transformers import BertConfig
 
 from benchmarks.infer import encoder_flops
-from benchmarks.quality import Run, parse_method
+from benchmarks.quality import Run, parse_method, parse_student
 from benchmarks.scale import projected_minutes
 from ukd_compress.errors import UserError
 from benchmarks.results import markdown_table, write_results
@@ -71,6 +71,15 @@ def test_a_method_variant_names_real_knobs():
     for bad in ("ukd[colour=red]", "magic", "ukd[gamma]"):
         with pytest.raises(UserError):
             parse_method(bad)
+
+
+def test_a_student_variant_names_real_knobs():
+    assert parse_student("teacher:2[vocab_size=8000,vocab_method=trim]") == (
+        "teacher:2", {"vocab_size": 8000, "vocab_method": "trim"})
+    assert parse_student("bilstm") == ("bilstm", {})
+    for bad in ("teacher:2[colour=red]", "teacher:2[vocab_size]", "a]b"):
+        with pytest.raises(UserError):
+            parse_student(bad)
 
 
 def test_scale_bench_times_every_phase_of_both_pairs(tmp_path, monkeypatch):
