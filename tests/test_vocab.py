@@ -130,6 +130,8 @@ def test_a_trained_vocabulary_is_cached_so_paired_runs_read_the_same_one(
     assert student_vocabulary(other, minilm_tokenizer, sst2_train,
                               tmp_path / "saved").get_vocab() == first.get_vocab()
     assert student_vocabulary(Recipe(), minilm_tokenizer, sst2_train) is None
+    named = Recipe().replace("student", tokenizer=str(tmp_path / "saved"))  # --student-tokenizer
+    assert student_vocabulary(named, minilm_tokenizer, sst2_train).get_vocab() == first.get_vocab()
 
 
 def test_a_run_with_its_own_vocabulary_end_to_end(tmp_path):
