@@ -66,8 +66,9 @@ def main() -> None:
     vocab = commands.add_parser("vocab", help="teacher:2 students with their own smaller "
                                 "vocabularies: parameters, file sizes, accuracy, latency",
                                 description="SST-2, 8,000 examples, 6 epochs, ukd, paired seeds.")
-    vocab.add_argument("--vocabs", default="8000,4000", type=lambda t: tuple(map(int, t.split(","))),
-                       help="vocabulary sizes beside the teacher's  [default: 8000,4000]")
+    vocab.add_argument("--vocabs", default="12000,8000,4000",
+                       type=lambda t: tuple(map(int, t.split(","))),
+                       help="vocabulary sizes beside the teacher's  [default: 12000,8000,4000]")
     vocab.add_argument("--vocab-methods", default="trim,train", type=lambda t: tuple(t.split(",")),
                        help="how each is made  [default: trim,train]")
     vocab.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1  [default: 3]")

@@ -4,10 +4,11 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertTokenizer
 
 from ukd_compress.data import subsample
 from ukd_compress.errors import UserError
+from ukd_compress.models import offline_minilm_folder
 from ukd_compress.pipeline import student_vocabulary
 from ukd_compress.recipe import Recipe
 from ukd_compress.students import build_student
@@ -132,6 +133,9 @@ def test_a_trained_vocabulary_is_cached_so_paired_runs_read_the_same_one(
     assert student_vocabulary(Recipe(), minilm_tokenizer, sst2_train) is None
     named = Recipe().replace("student", tokenizer=str(tmp_path / "saved"))  # --student-tokenizer
     assert student_vocabulary(named, minilm_tokenizer, sst2_train).get_vocab() == first.get_vocab()
+    slow = BertTokenizer.from_pretrained(offline_minilm_folder())
+    with pytest.raises(UserError, match="no fast"):
+        student_vocabulary(recipe, slow, sst2_train)
 
 
 def test_a_run_with_its_own_vocabulary_end_to_end(tmp_path):

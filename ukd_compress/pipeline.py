@@ -133,10 +133,15 @@ def student_vocabulary(recipe: Recipe, teacher_tokenizer: PreTrainedTokenizerBas
     cfg = recipe.student
     if saved is not None and saved.is_dir():
         return load_tokenizer(str(saved))
-    if cfg.tokenizer is not None:
-        return load_tokenizer(cfg.tokenizer)
-    if cfg.vocab_size is None:
+    if cfg.tokenizer is None and cfg.vocab_size is None:
         return None
+    own = load_tokenizer(cfg.tokenizer) if cfg.tokenizer is not None else None
+    for who, tokenizer in (("the teacher's", teacher_tokenizer), ("the student's", own)):
+        if tokenizer is not None and not tokenizer.is_fast:  # transfer reads its tokenizers model
+            raise UserError(f"{who} tokenizer ({type(tokenizer).__name__}) has no fast "
+                            "(tokenizers-library) version, which a student vocabulary needs")
+    if own is not None:
+        return own
     texts = list(train["text_a"]) + [t for t in train["text_b"] if t is not None]
     key = hashlib.sha256(json.dumps([cfg.vocab_size, cfg.vocab_method, texts,
                                      teacher_tokenizer.backend_tokenizer.to_str()]).encode())

@@ -34,10 +34,6 @@ def train_tokenizer(base: PreTrainedTokenizerBase, texts: Iterable[str],
     Training is not deterministic (ties between equally frequent merges): two trainings on the
     same texts differ in a few tokens, so callers cache the result.
     """
-    if not base.is_fast:
-        raise UserError(f"the teacher's tokenizer ({type(base).__name__}) has no fast "
-                        "(tokenizers-library) version to train a student vocabulary from; "
-                        "pass --student-tokenizer")
     texts = list(texts)
     chunks = (texts[i:i + 1000] for i in range(0, len(texts), 1000))
     return base.train_new_from_iterator(chunks, vocab_size, show_progress=False)
