@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 
 JSON_APIS = ("/predict", "/compress")
 BODY_LIMITS = {"/predict": 1 << 20, "/compress": 64 << 10}  # bytes; other paths: 64 KiB
@@ -27,12 +28,17 @@ def bearer_token_ok(header: str | None, token: str) -> bool:
 
 
 class RequestGuard:
-    """ASGI middleware: answers 411/413/415/401 from the headers alone, else passes through."""
+    """ASGI middleware: answers 411/413/415/401 from the headers alone, and /readyz with 503
+    while the server drains (``drain_file`` exists), else passes through."""
 
-    def __init__(self, app, job_token: str | None = None):
-        self.app, self.job_token = app, job_token
+    def __init__(self, app, job_token: str | None = None, drain_file: str | None = None):
+        self.app, self.job_token, self.drain_file = app, job_token, drain_file
 
     async def __call__(self, scope, receive, send) -> None:
+        if (scope["type"] == "http" and scope["path"] == "/readyz" and self.drain_file
+                and os.path.exists(self.drain_file)):
+            await self._answer(send, 503, "draining: the server is stopping", None)
+            return
         if scope["type"] == "http" and scope["method"] == "POST":
             refusal = self.refusal(scope["path"].rstrip("/") or "/", dict(scope["headers"]))
             if refusal is not None:
@@ -56,7 +62,7 @@ class RequestGuard:
         return None
 
     @staticmethod
-    async def _answer(send, status: int, message: str, field: str) -> None:
+    async def _answer(send, status: int, message: str, field: str | None) -> None:
         body = json.dumps({"error": message, "field": field}).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),

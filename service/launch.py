@@ -22,10 +22,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(*args: str, env: dict[str, str] | None = None, timeout: float = 180,
-                   program: str = "ukd_compress", log_path: str | None = None) -> Iterator[str]:
-    """`ukd-compress serve ARGS` (or `bentoml serve ARGS`) until /readyz answers; yields its URL,
-    then stops it (SIGTERM). Its output goes to ``log_path`` (default: a temporary file)."""
+def server_process(*args: str, env: dict[str, str] | None = None, timeout: float = 180,
+                   program: str = "ukd_compress", log_path: str | None = None
+                   ) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`ukd-compress serve ARGS` (or `bentoml serve ARGS`) until /readyz answers; yields the
+    process and its URL, then stops it (SIGTERM) unless it stopped already. Its output goes to
+    ``log_path`` (default: a temporary file)."""
     port = free_port()
     log = (open(log_path, "wb") if log_path else
            tempfile.NamedTemporaryFile(prefix="ukd-serve-", suffix=".log", delete=False))
@@ -36,7 +38,7 @@ def running_server(*args: str, env: dict[str, str] | None = None, timeout: float
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, process, log.name, timeout)
-        yield url
+        yield process, url
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -46,6 +48,13 @@ def running_server(*args: str, env: dict[str, str] | None = None, timeout: float
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         log.close()
+
+
+@contextmanager
+def running_server(*args: str, **kwargs) -> Iterator[str]:
+    """:func:`server_process`, yielding its URL alone."""
+    with server_process(*args, **kwargs) as (_, url):
+        yield url
 
 
 def _wait_ready(url: str, process: subprocess.Popen, log: str, timeout: float) -> None:

@@ -184,4 +184,5 @@ class UKDCompress:
             self.jobs.shutdown()
 
 
-UKDCompress.add_asgi_middleware(RequestGuard, job_token=settings.job_token)
+UKDCompress.add_asgi_middleware(RequestGuard, job_token=settings.job_token,
+                                drain_file=settings.drain_file)

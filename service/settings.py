@@ -24,6 +24,7 @@ class Settings:
     job_token: str | None    # UKD_JOB_TOKEN: bearer token of the job API; unset: jobs off
     data_dir: str | None     # UKD_DATA_DIR: GLUE folder for jobs
     threads: int | None      # UKD_THREADS: ONNX Runtime intra-op threads (default: all cores)
+    drain_file: str | None   # UKD_DRAIN_FILE: while it exists, /readyz is 503 (see drain.py)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -38,4 +39,5 @@ class Settings:
                    models_root=Path(env("UKD_MODELS_ROOT", "models")),
                    job_token=env("UKD_JOB_TOKEN") or None,
                    data_dir=env("UKD_DATA_DIR") or None,
-                   threads=int(env("UKD_THREADS")) if env("UKD_THREADS") else None)
+                   threads=int(env("UKD_THREADS")) if env("UKD_THREADS") else None,
+                   drain_file=env("UKD_DRAIN_FILE") or None)

@@ -348,9 +348,12 @@ def _print_export(result: dict) -> None:
               help="Bearer token the job API requires; without one, jobs are off.")
 @click.option("--data-dir", type=click.Path(file_okay=False),
               help="GLUE folder for compression jobs.  [default: $UKD_DATA_DIR]")
+@click.option("--drain-timeout", type=click.FloatRange(0), default=10, show_default=True,
+              help="On SIGTERM, /readyz turns 503 and requests are still served until no client "
+                   "connection is open, at most this many seconds; then the server stops.")
 def serve(run_dir: str | None, host: str, port: int, int8: bool, batching: bool,
           max_batch_size: int, threads: int | None, models_root: str, token: str | None,
-          data_dir: str | None) -> None:
+          data_dir: str | None, drain_timeout: float) -> None:
     """Serve RUN_DIR's exported student over HTTP with BentoML, and compression jobs.
 
     \b
@@ -383,7 +386,9 @@ def serve(run_dir: str | None, host: str, port: int, int8: bool, batching: bool,
     _check_port_free(host, port)
     argv = [sys.executable, "-m", "bentoml", "serve", "service.service:UKDCompress",
             "--host", host, "--port", str(port)]
-    os.execvpe(argv[0], argv, env)
+    from service.drain import serve_draining
+
+    sys.exit(serve_draining(argv, env, port, drain_timeout))
 
 
 def _check_port_free(host: str, port: int) -> None:
