@@ -24,7 +24,7 @@ class Settings:
     job_token: str | None    # UKD_JOB_TOKEN: bearer token of the job API; unset: jobs off
     data_dir: str | None     # UKD_DATA_DIR: GLUE folder for jobs
     threads: int | None      # UKD_THREADS: ONNX Runtime intra-op threads (default: all cores)
-    drain_file: str | None   # UKD_DRAIN_FILE: while it exists, /readyz is 503 (see drain.py)
+    drain_file: str | None   # UKD_DRAIN_FILE: while it exists, /readyz is 503 (see supervise.py)
 
     @classmethod
     def from_env(cls) -> "Settings":

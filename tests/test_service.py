@@ -404,6 +404,22 @@ def test_sigterm_drains_the_server_before_it_stops(sst2_run, tmp_path):
         assert process.wait(60) == 0
 
 
+def test_two_servers_on_one_bentoml_home_keep_their_own_metrics(sst2_run, tmp_path):
+    def predictions_counted(url: str) -> float:
+        lines = [line for line in httpx.get(f"{url}/metrics").text.splitlines()
+                 if line.startswith("bentoml_service_request_total") and "/predict" in line
+                 and 'http_response_code="200"' in line]
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+    env = server_env(tmp_path)  # one BENTOML_HOME for both
+    with running_server(str(sst2_run), env=env) as first:
+        for _ in range(3):
+            assert post(first, "/predict", {"texts": ["a fine film"]}).status_code == 200
+        with running_server(str(sst2_run), env=env) as second:
+            assert post(second, "/predict", {"texts": ["a dull film"]}).status_code == 200
+            assert (predictions_counted(first), predictions_counted(second)) == (3, 1)
+
+
 def test_a_refused_request_is_one_log_line_not_a_traceback(sst2_run, tmp_path):
     log = tmp_path / "server.log"
     with running_server(str(sst2_run), env=server_env(tmp_path), log_path=str(log)) as url:

@@ -386,9 +386,9 @@ def serve(run_dir: str | None, host: str, port: int, int8: bool, batching: bool,
     _check_port_free(host, port)
     argv = [sys.executable, "-m", "bentoml", "serve", "service.service:UKDCompress",
             "--host", host, "--port", str(port)]
-    from service.drain import serve_draining
+    from service.supervise import supervise
 
-    sys.exit(serve_draining(argv, env, port, drain_timeout))
+    sys.exit(supervise(argv, env, port, drain_timeout))
 
 
 def _check_port_free(host: str, port: int) -> None:

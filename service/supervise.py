@@ -1,9 +1,15 @@
-"""Stopping without dropping requests: on SIGTERM the server drains before it stops.
+"""``ukd-compress serve`` runs BentoML's server as a child process, in a home of its own, and
+drains it before it stops.
 
-On SIGTERM BentoML's server (circus, then uvicorn) closes its listening socket and its idle
+A home of its own: BentoML keeps the /metrics of a server's workers in
+``$BENTOML_HOME/prometheus_multiproc_dir`` and empties that folder when a server starts, so two
+servers on one home overwrote each other's metrics. A server of a run folder needs nothing else
+from the home (no model store), so each gets a temporary one.
+
+Draining: on SIGTERM BentoML's server (circus, then uvicorn) closes its listening socket and its idle
 connections at once, so a connection accepted but not yet read, or still in the kernel's
-backlog, is reset: 23 of a burst of 124 requests here got no answer. ``ukd-compress serve``
-therefore runs the server as a child process. On SIGTERM (or SIGINT) it marks the server as
+backlog, is reset: 23 of a burst of 124 requests here got no answer. On SIGTERM (or SIGINT)
+the supervisor marks the server as
 draining (``/readyz`` answers 503, so a load balancer stops sending), keeps serving until no
 client connection has been open for a moment (at most ``timeout`` seconds; an idle keep-alive
 connection counts as open), and only then passes SIGTERM on.
@@ -11,6 +17,7 @@ connection counts as open), and only then passes SIGTERM on.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -46,20 +53,22 @@ def wait_until_idle(process: psutil.Process, port: int, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def serve_draining(argv: list[str], env: dict[str, str], port: int, timeout: float) -> int:
-    """Run the server ``argv``; on SIGTERM or SIGINT drain it, then stop it. Its exit code."""
-    drain_file = Path(tempfile.mkdtemp(prefix="ukd-serve-")) / "draining"
-    child = subprocess.Popen(argv, env={**env, "UKD_DRAIN_FILE": str(drain_file)})
+def supervise(argv: list[str], env: dict[str, str], port: int, drain_timeout: float) -> int:
+    """Run the server ``argv`` in a temporary BentoML home; on SIGTERM or SIGINT drain it, then
+    stop it. Returns its exit code."""
+    home = Path(tempfile.mkdtemp(prefix="ukd-serve-"))
+    drain_file = home / "draining"
+    child = subprocess.Popen(argv, env={**env, "UKD_DRAIN_FILE": str(drain_file),
+                                        "BENTOML_HOME": str(home / "bentoml")})
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     while child.poll() is None:
         if stop.wait(0.2):
             drain_file.touch()
-            wait_until_idle(psutil.Process(child.pid), port, timeout)
+            wait_until_idle(psutil.Process(child.pid), port, drain_timeout)
             child.send_signal(signal.SIGTERM)
             break
     code = child.wait()
-    drain_file.unlink(missing_ok=True)
-    drain_file.parent.rmdir()
+    shutil.rmtree(home, ignore_errors=True)
     return code
