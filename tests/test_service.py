@@ -355,6 +355,39 @@ def test_restart_marks_the_running_job_interrupted_and_resume_finishes_it(tmp_pa
     assert not partial.exists() and os.path.isdir(models_root / "runs" / "restarted" / "student")
 
 
+def test_kill_9_during_a_job_then_restart_and_resume_leaves_one_writer(tmp_path, models_root):
+    """The server's processes killed outright: the job's worker (its own process group) lives
+    on as an orphan; the restarted server stops it and waits before anything else, and the
+    job resumes to done from the orphan's last checkpoint."""
+    import signal
+
+    import psutil
+
+    job = {"teacher": "teachers/tiny", "task": "sst2", "max_train_samples": 4000,
+           "max_eval_samples": 32, "batch_size": 8, "epochs": 1, "name": "killed"}
+    env = server_env(tmp_path)
+    with server_process("--models-root", str(models_root), env=env) as (server, url):
+        job_id = post(url, "/compress", job, headers=AUTH).json()["id"]
+        running = wait_for(url, job_id, ("running",), timeout=300)
+        while running.get("progress", {}).get("step", 0) < 1:
+            time.sleep(0.2)
+            running = httpx.get(f"{url}/jobs/{job_id}", headers=AUTH).json()
+        worker = psutil.Process(json.loads((models_root / "jobs" / f"{job_id}.json")
+                                           .read_text())["pid"])
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    assert worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE  # an orphan writer
+    with running_server("--models-root", str(models_root), env=env) as url:
+        assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+        assert httpx.get(f"{url}/jobs/{job_id}", headers=AUTH).json()["state"] == "interrupted"
+        assert httpx.post(f"{url}/jobs/{job_id}/resume", headers=AUTH).json()["resume"] is True
+        done = wait_for(url, job_id, ("done", "failed"))
+    assert done["state"] == "done", done
+    assert "resumed at step" in (models_root / "jobs" / f"{job_id}.log").read_text()
+    assert not (models_root / "runs" / "killed.partial").exists()
+    assert (models_root / "runs" / "killed" / "student" / "config.json").is_file()
+
+
 def test_a_corrupt_model_or_a_busy_port_is_one_line_and_a_nonzero_exit(sst2_run, tmp_path):
     import shutil
     import socket
