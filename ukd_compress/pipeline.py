@@ -180,7 +180,7 @@ def prepare(recipe: Recipe, saved_tokenizer: Path | None = None) -> Setup:
     vocabulary = None if student.transfer is None else {
         "size": len(student.tokenizer), "teacher_size": len(tokenizer),
         "source": recipe.student.tokenizer or (f"{recipe.student.vocab_method} on the "
-                                               f"{len(data.all_train)} training examples"),
+                                               f"{len(data.all_train):,} training examples"),
         "transfer": {k: getattr(student.transfer, k)
                      for k in ("copied", "averaged", "special", "unknown")}}
     return Setup(data, WithPseudoClassifiers(teacher, heads, pooling=recipe.method.layer_pooling),
