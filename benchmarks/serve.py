@@ -14,6 +14,7 @@ the server keeps at least 85% of the in-process items/s.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -97,8 +98,6 @@ def run(run_dir: Path, requests: int = 2000, concurrency: int = 32, int8: bool =
 def in_process_items_per_s(run_dir: Path, onnx_file: str, requests: list[dict]) -> float:
     """Items/s of the service's own model code (tokeniser + ONNX Runtime, all cores) on the
     same requests, one after another in this process: the ceiling of what serving can reach."""
-    import os
-
     from service.model import ModelInfo, OnnxStudent
 
     student = OnnxStudent(ModelInfo.load(run_dir, onnx_file), os.cpu_count())

@@ -13,6 +13,7 @@ teacher-vocabulary student's, and its fp32 and int8 files are each <= 50% of tha
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import statistics
@@ -58,14 +59,15 @@ def batch1_ms(onnx_file: Path, texts: list[str], max_length: int) -> tuple[float
     return timed(one, warmup=len(texts), repeats=len(texts), batch=1)["p50_ms"], tokens
 
 
-def teacher_on(vocabulary: Path, teacher: Path, texts: list[str], labels: list[int]) -> float:
+def teacher_on(vocabulary: Path, teacher, teacher_tokenizer, texts: list[str],
+               labels: list[int]) -> float:
     """Dev accuracy of the whole teacher reading ``vocabulary``'s tokens, embeddings by
     vocabulary transfer and no training: how much of the teacher a vocabulary keeps."""
-    model = AutoModelForSequenceClassification.from_pretrained(teacher).eval()
-    teacher_tokenizer, tokenizer = (AutoTokenizer.from_pretrained(f) for f in (teacher, vocabulary))
+    tokenizer = AutoTokenizer.from_pretrained(vocabulary)
+    model = teacher
     if len(tokenizer) != len(teacher_tokenizer):
-        use_vocabulary(model, model.get_input_embeddings().weight.detach().clone(),
-                       teacher_tokenizer, tokenizer)
+        model = copy.deepcopy(teacher)
+        use_vocabulary(model, teacher.get_input_embeddings().weight, teacher_tokenizer, tokenizer)
     with torch.inference_mode():
         predictions = [model(**tokenizer(texts[i:i + 64], padding=True, return_tensors="pt"))
                        .logits.argmax(-1) for i in range(0, len(texts), 64)]
@@ -82,12 +84,17 @@ def run(jobs: int = 1, workdir: Path = Path("runs/vocab-study"), seeds: int = 3,
     scores = {s: {r["seed"]: r["metric"] for r in quality["rows"] if r["student"] == s}
               for s in students}
     dev_split = load_glue(get_task("sst2"), find_data_dir(data_dir))["validation"]
-    dev = list(dev_split["text_a"][:200])
+    dev_texts, dev_labels = list(dev_split["text_a"]), list(dev_split["label"])
+    dev = dev_texts[:200]
     base = scores[students[0]]
+    folders = {student: workdir / Run(ROW["task"], ROW["train_examples"], ROW["epochs"], student,
+                                      "ukd", "", 0).name for student in students}
+    # the study fixes one teacher per task and budget: load it once
+    teacher_dir = json.loads((folders[students[0]] / "report.json").read_text())["teacher"]["name"]
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
+    teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     rows = []
-    for student in students:
-        folder = workdir / Run(ROW["task"], ROW["train_examples"], ROW["epochs"], student, "ukd",
-                               "", 0).name
+    for student, folder in folders.items():
         if not (folder / "onnx" / "model_int8.onnx").is_file():
             export_run(folder, int8=True, batches=[1], seq_lens=[128], repeats=5)
         report = json.loads((folder / "report.json").read_text())
@@ -109,8 +116,8 @@ def run(jobs: int = 1, workdir: Path = Path("runs/vocab-study"), seeds: int = 3,
             "onnx_int8_bytes": report["export"]["onnx_bytes"]["int8"],
             "tokens_per_text": round(tokens, 2), "batch1_p50_ms_fp32": round(fp32_ms, 3),
             "batch1_p50_ms_int8": round(int8_ms, 3),
-            "teacher_untrained_on_it": teacher_on(folder / "student", Path(report["teacher"]["name"]),
-                                                  list(dev_split["text_a"]), list(dev_split["label"])),
+            "teacher_untrained_on_it": teacher_on(folder / "student", teacher, teacher_tokenizer,
+                                                  dev_texts, dev_labels),
             "teacher_params": report["teacher"]["params"],
             "teacher_metric": report["teacher"]["metrics"]["validation"]["accuracy"]})
     data = {"study": study, "rows": rows, "goals": goals(rows)}

@@ -6,13 +6,13 @@ A home of its own: BentoML keeps the /metrics of a server's workers in
 servers on one home overwrote each other's metrics. A server of a run folder needs nothing else
 from the home (no model store), so each gets a temporary one.
 
-Draining: on SIGTERM BentoML's server (circus, then uvicorn) closes its listening socket and its idle
-connections at once, so a connection accepted but not yet read, or still in the kernel's
-backlog, is reset: 23 of a burst of 124 requests here got no answer. On SIGTERM (or SIGINT)
-the supervisor marks the server as
-draining (``/readyz`` answers 503, so a load balancer stops sending), keeps serving until no
-client connection has been open for a moment (at most ``timeout`` seconds; an idle keep-alive
-connection counts as open), and only then passes SIGTERM on.
+Draining: on SIGTERM BentoML's server (circus, then uvicorn) closes its listening socket and its
+idle connections at once, so a connection accepted but not yet read, or still in the kernel's
+backlog, is reset: 23 of a burst of 124 requests here got no answer. On SIGTERM (or SIGINT) the
+supervisor marks the server as draining (``/readyz`` answers 503, so a load balancer stops
+sending), keeps serving until no client connection has been open for a moment (at most
+``drain_timeout`` seconds; an idle keep-alive connection counts as open), and only then passes
+SIGTERM on.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def open_connections(process: psutil.Process, port: int) -> int:
 
 
 def wait_until_idle(process: psutil.Process, port: int, timeout: float) -> None:
-    deadline = quiet_since = time.monotonic()
-    deadline += timeout
+    quiet_since = time.monotonic()
+    deadline = quiet_since + timeout
     while time.monotonic() < deadline:
         if open_connections(process, port):
             quiet_since = time.monotonic()

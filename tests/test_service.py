@@ -212,6 +212,22 @@ def wait_for(url: str, job_id: str, states: tuple[str, ...], timeout: float = 60
     raise TimeoutError(f"job {job_id} still {record['state']}: {record}")
 
 
+# a job long enough (500 steps of the tiny teacher) to be stopped part-way
+LONG_JOB = {"teacher": "teachers/tiny", "task": "sst2", "max_train_samples": 4000,
+            "max_eval_samples": 32, "batch_size": 8, "epochs": 1}
+
+
+def start_past_first_step(url: str, job: dict) -> str:
+    """Submit ``job`` and wait until its worker has taken a training step; its id."""
+    job_id = post(url, "/compress", job, headers=AUTH).json()["id"]
+    running = wait_for(url, job_id, ("running",), timeout=300)
+    while running.get("progress", {}).get("step", 0) < 1:
+        assert running["state"] == "running", running
+        time.sleep(0.2)
+        running = httpx.get(f"{url}/jobs/{job_id}", headers=AUTH).json()
+    return job_id
+
+
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}])
 def test_jobs_need_the_token(rte_server, headers):
     response = post(rte_server, "/compress", SMALL_JOB, headers=headers)
@@ -328,16 +344,9 @@ def test_a_running_job_whose_run_is_complete_says_finishing(tmp_path):
 
 
 def test_restart_marks_the_running_job_interrupted_and_resume_finishes_it(tmp_path, models_root):
-    job = {"teacher": "teachers/tiny", "task": "sst2", "max_train_samples": 4000,
-           "max_eval_samples": 32, "batch_size": 8, "epochs": 1, "name": "restarted"}
     env = server_env(tmp_path)
     with running_server("--models-root", str(models_root), env=env) as url:
-        job_id = post(url, "/compress", job, headers=AUTH).json()["id"]
-        running = wait_for(url, job_id, ("running",), timeout=300)
-        while running.get("progress", {}).get("step", 0) < 1:
-            assert running["state"] == "running", running
-            time.sleep(0.2)
-            running = httpx.get(f"{url}/jobs/{job_id}", headers=AUTH).json()
+        job_id = start_past_first_step(url, {**LONG_JOB, "name": "restarted"})
     record = json.loads((models_root / "jobs" / f"{job_id}.json").read_text())
     assert record["state"] == "interrupted" and "resume" in record["error"]
     partial = models_root / "runs" / "restarted.partial"
@@ -363,15 +372,9 @@ def test_kill_9_during_a_job_then_restart_and_resume_leaves_one_writer(tmp_path,
 
     import psutil
 
-    job = {"teacher": "teachers/tiny", "task": "sst2", "max_train_samples": 4000,
-           "max_eval_samples": 32, "batch_size": 8, "epochs": 1, "name": "killed"}
     env = server_env(tmp_path)
     with server_process("--models-root", str(models_root), env=env) as (server, url):
-        job_id = post(url, "/compress", job, headers=AUTH).json()["id"]
-        running = wait_for(url, job_id, ("running",), timeout=300)
-        while running.get("progress", {}).get("step", 0) < 1:
-            time.sleep(0.2)
-            running = httpx.get(f"{url}/jobs/{job_id}", headers=AUTH).json()
+        job_id = start_past_first_step(url, {**LONG_JOB, "name": "killed"})
         worker = psutil.Process(json.loads((models_root / "jobs" / f"{job_id}.json")
                                            .read_text())["pid"])
         os.killpg(server.pid, signal.SIGKILL)

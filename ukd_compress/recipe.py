@@ -36,6 +36,7 @@ METHOD_CHOICES = {
 # student starts from pretrained (or teacher) weights and is fine-tuned gently; a BiLSTM or CNN
 # learns from scratch and, at the transformer rate, stays at the majority class on SST-2.
 STUDENT_LR = {"transformer": 1e-4, "scratch": 1e-3}
+SCRATCH_STUDENTS = ("bilstm", "cnn")
 
 MIN_VOCAB = 200  # below this a WordPiece vocabulary is little more than its alphabet
 VOCAB_METHODS = ("trim", "train")
@@ -173,7 +174,7 @@ class Recipe:
             return
         if cfg.vocab_size is not None and cfg.tokenizer is not None:
             raise UserError("give the student a vocabulary size or a tokenizer, not both")
-        if not (cfg.spec.startswith("teacher:") or cfg.spec in ("bilstm", "cnn")):
+        if not (cfg.spec.startswith("teacher:") or cfg.spec in SCRATCH_STUDENTS):
             raise UserError(f"a vocabulary of its own is for teacher:K, bilstm and cnn students; "
                             f"{cfg.spec!r} brings its own tokenizer")
         if cfg.vocab_method not in VOCAB_METHODS:
@@ -186,7 +187,7 @@ class Recipe:
         """This recipe, its learning rate filled in from the student's kind if it names none."""
         if self.training.lr is not None:
             return self
-        kind = "scratch" if self.student.spec in ("bilstm", "cnn") else "transformer"
+        kind = "scratch" if self.student.spec in SCRATCH_STUDENTS else "transformer"
         return self.replace("training", lr=STUDENT_LR[kind])
 
     def to_yaml(self) -> str:

@@ -20,6 +20,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from .errors import UserError
+
 SPECIAL_ROLES = ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token", "bos_token",
                  "eos_token")
 
@@ -128,7 +129,7 @@ def transfer_embeddings(teacher_embeddings: torch.Tensor, teacher_tokenizer: Pre
         prefix = getattr(teacher_tokenizer.backend_tokenizer.model, "continuing_subword_prefix", "")
         unk = old.get(teacher_tokenizer.unk_token, 0)
         for (i, _, continues), ids in zip(pending, pieces["input_ids"]):
-            ids = [i_ for i_ in ids if i_ != unk]
+            ids = [piece for piece in ids if piece != unk]
             if ids and continues and prefix:  # "ing" as the teacher's "##ing", if it has one
                 first = teacher_tokenizer.convert_ids_to_tokens(ids[0])
                 ids[0] = old.get(prefix + first, ids[0])
