@@ -6,6 +6,7 @@
   scale           the headline command's shapes: examples/s, TFLOP/s, MFU, projected minutes
   quality         a paired study: dev metric per method over seeds, tasks and budgets
   first-run       the README's first command from an empty cache, beside a baseline revision
+  footprint RUN_DIR  start-up costs of the CLI and the server, and the Bento's size, vs a revision
   vocab           students with their own smaller vocabularies: size, accuracy, latency
   all RUN_DIR     all four, with their defaults
 """
@@ -63,6 +64,10 @@ def main() -> None:
     first_run = commands.add_parser("first-run", help="the default run from an empty cache, "
                                     "this code vs --baseline (a git revision), one after the other")
     first_run.add_argument("--baseline", default="c4cc04c", help="[default: c4cc04c]")
+    footprint = commands.add_parser("footprint", help="the CLI's and the server's start-up "
+                                    "costs and the Bento's size, this code vs --baseline")
+    footprint.add_argument("run_dir", type=Path, help="a run folder with onnx/ (ukd-compress export)")
+    footprint.add_argument("--baseline", default="d56821a", help="[default: d56821a]")
     vocab = commands.add_parser("vocab", help="teacher:2 students with their own smaller "
                                 "vocabularies: parameters, file sizes, accuracy, latency",
                                 description="SST-2, 8,000 examples, 6 epochs, ukd, paired seeds.")
@@ -108,6 +113,10 @@ def main() -> None:
 
         run(args.jobs, args.workdir, args.seeds, args.data_dir, args.vocabs, args.vocab_methods)
         print((RESULTS / "vocab.md").read_text())
+    elif args.benchmark == "footprint":
+        from .footprint import run
+
+        print(json.dumps(run(args.run_dir, args.baseline), indent=1))
     elif args.benchmark == "first-run":
         from .first_run import run
 

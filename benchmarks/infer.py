@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoConfig  # noqa: E402
 
-from export.latency import measure_all  # noqa: E402
+from ukd_compress.export.latency import measure_all  # noqa: E402
 
 from .results import markdown_table, write_results  # noqa: E402
 

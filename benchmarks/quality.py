@@ -34,7 +34,8 @@ import yaml  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from ukd_compress.errors import UserError  # noqa: E402
-from ukd_compress.recipe import METHODS, MethodConfig, Recipe, StudentConfig  # noqa: E402
+from ukd_compress.methods import METHODS  # noqa: E402
+from ukd_compress.recipe import MethodConfig, Recipe, StudentConfig  # noqa: E402
 
 from .results import RESULTS, markdown_table, write_results  # noqa: E402
 
@@ -138,7 +139,7 @@ def resolve_teachers(runs: list[Run], data_dir: str | None) -> dict[tuple, str]:
     """The fixed teacher of each (task, budget): fine-tuned now if not cached."""
     import datasets
 
-    from ukd_compress.pipeline import load_task
+    from ukd_compress.pipeline import training_data
     from ukd_compress.teacher import resolve_teacher
 
     datasets.disable_progress_bars()
@@ -148,7 +149,7 @@ def resolve_teachers(runs: list[Run], data_dir: str | None) -> dict[tuple, str]:
         key = (run.task, run.train_examples)
         if key not in teachers:
             recipe = base_recipe(run, data_dir)
-            data = load_task(recipe)
+            data = training_data(recipe)
             teachers[key] = resolve_teacher(recipe, data.spec, data.teacher_train, data.evals)
     return teachers
 

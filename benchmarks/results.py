@@ -27,7 +27,8 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 def write_results(name: str, data: dict, markdown: str, figure, out: Path = RESULTS) -> Path:
     """``name``.json (data + machine), .md (a table to paste) and .png (the figure)."""
-    from ukd_compress.report import save_figure, write_json, write_text
+    from ukd_compress.files import write_json, write_text
+    from ukd_compress.report import save_figure
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / f"{name}.json", {"benchmark": name, "machine": machine(), **data})

@@ -36,7 +36,7 @@ import torch  # noqa: E402
 from transformers import (AutoConfig, AutoModelForSequenceClassification,  # noqa: E402
                           PreTrainedTokenizerBase)
 
-from ukd_compress.data import Collator, batches, epoch_order, subsample, text_lengths  # noqa: E402
+from ukd_compress.data import Collator, batches, epoch_order, text_lengths  # noqa: E402
 from ukd_compress.distill import Distiller, native_bf16  # noqa: E402
 from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths  # noqa: E402
 from ukd_compress.layer_plan import layer_plan  # noqa: E402
@@ -44,7 +44,7 @@ from ukd_compress.models import attention, load_tokenizer  # noqa: E402
 from ukd_compress.pipeline import wrap_student  # noqa: E402
 from ukd_compress.recipe import Recipe  # noqa: E402
 from ukd_compress.students import Student, build_student  # noqa: E402
-from ukd_compress.tasks import find_data_dir, get_task, load_glue  # noqa: E402
+from ukd_compress.tasks import find_data_dir, get_task, load_glue, subsample  # noqa: E402
 
 from .infer import encoder_flops  # noqa: E402
 from .results import markdown_table, write_results  # noqa: E402

@@ -24,7 +24,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from service.launch import running_server  # noqa: E402
+from ukd_compress.export.runtime import INT8_FILE, ONNX_FILE  # noqa: E402
+from ukd_compress.service.launch import running_server  # noqa: E402
 
 from .load import run_load  # noqa: E402
 from .results import markdown_table, write_results  # noqa: E402
@@ -35,10 +36,10 @@ BIG = 32  # texts per request in the comparison with the in-process session
 
 def dev_payloads(run_dir: Path, n: int) -> list[dict]:
     """``n`` /predict bodies, one real dev example each, from the run's own task."""
-    from ukd_compress.pipeline import load_task
-    from ukd_compress.recipe import Recipe
+    from ukd_compress.run_folder import RunFolder
+    from ukd_compress.tasks import load_evals
 
-    dev = next(iter(load_task(Recipe.from_yaml(run_dir / "recipe.yaml")).evals.values()))
+    dev = next(iter(load_evals(RunFolder(run_dir).recipe())[1].values()))
     rows = [dev[i % len(dev)] for i in range(n)]
     if rows[0]["text_b"] is None:
         return [{"texts": [r["text_a"]]} for r in rows]
@@ -49,7 +50,7 @@ def run(run_dir: Path, requests: int = 2000, concurrency: int = 32, int8: bool =
     payloads = dev_payloads(run_dir, requests)
     modes = {}
     home = tempfile.mkdtemp(prefix="ukd-bench-bentoml-")
-    onnx_file = "model_int8.onnx" if int8 else "model.onnx"
+    onnx_file = INT8_FILE if int8 else ONNX_FILE
     big = [{key: [item for p in payloads[i:i + BIG] for item in p[key]] for key in payloads[0]}
            for i in range(0, min(len(payloads), 64 * BIG), BIG)]
     for mode in ("batching", "no-batching"):
@@ -98,7 +99,7 @@ def run(run_dir: Path, requests: int = 2000, concurrency: int = 32, int8: bool =
 def in_process_items_per_s(run_dir: Path, onnx_file: str, requests: list[dict]) -> float:
     """Items/s of the service's own model code (tokeniser + ONNX Runtime, all cores) on the
     same requests, one after another in this process: the ceiling of what serving can reach."""
-    from service.model import ModelInfo, OnnxStudent
+    from ukd_compress.service.model import ModelInfo, OnnxStudent
 
     student = OnnxStudent(ModelInfo.load(run_dir, onnx_file), os.cpu_count())
     items = [[[t] for t in r["texts"]] if "texts" in r else r["pairs"] for r in requests]

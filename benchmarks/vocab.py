@@ -27,9 +27,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: E402
 
-from export.latency import timed  # noqa: E402
-from export.onnx_export import ort_logits, ort_session  # noqa: E402
-from export.run import export_run  # noqa: E402
+from ukd_compress.export.latency import timed  # noqa: E402
+from ukd_compress.export.runtime import ort_logits, ort_session  # noqa: E402
+from ukd_compress.export.run import export_run  # noqa: E402
 from ukd_compress.tasks import find_data_dir, get_task, load_glue  # noqa: E402
 from ukd_compress.vocab import use_vocabulary  # noqa: E402
 

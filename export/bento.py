@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import bentoml
 
-from .onnx_export import onnx_folder
+from ukd_compress.run_folder import RunFolder
+
+from .runtime import ModelIO, onnx_folder
 
 
 def save_bento_model(run_dir: Path, name: str = "ukd-student") -> str:
     """Copy ``run_dir``'s onnx/ into the model store as ``name:<version>``; returns the tag."""
     folder = onnx_folder(run_dir)
-    io = json.loads((folder / "io.json").read_text())
-    report = folder.parent / "report.json"
-    student = json.loads(report.read_text()).get("student", {}) if report.is_file() else {}
-    with bentoml.models.create(name, labels={"task": str(io.get("task")), "source": "ukd-compress"},
+    run = RunFolder(folder.parent)
+    student = run.report().get("student", {}) if run.report_file.is_file() else {}
+    with bentoml.models.create(name, labels={"task": ModelIO.read(folder).task, "source": "ukd-compress"},
                                metadata={"run_dir": str(folder.parent.resolve()),
                                          "metrics": student.get("metrics", {})}) as model:
         shutil.copytree(folder, model.path, dirs_exist_ok=True)

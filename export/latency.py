@@ -14,7 +14,9 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from .onnx_export import ort_logits, ort_session
+import ukd_compress.students.small  # noqa: F401  registers the BiLSTM and CNN students
+
+from .runtime import ort_logits, ort_session
 
 
 def timed(call: Callable[[], object], warmup: int, repeats: int, batch: int) -> dict[str, float]:

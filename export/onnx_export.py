@@ -9,20 +9,20 @@ length) for users of other stacks.
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-import ukd_compress  # noqa: F401  registers the BiLSTM and CNN students with the Auto classes
+import ukd_compress.students.small  # noqa: F401  registers the BiLSTM and CNN students with the Auto classes
 from ukd_compress.errors import CheckFailed, UserError
+from ukd_compress.files import write_json
 from ukd_compress.strip import stock_weights
+
+from .runtime import IO_FILE, ONNX_FILE, ort_logits, ort_session
 
 MAX_ABS_DIFF = 1e-4
 MIN_LABEL_AGREEMENT = 0.995
@@ -47,7 +47,7 @@ def _export_small(student_dir: Path, out: Path, opset: int) -> None:
     model = AutoModelForSequenceClassification.from_pretrained(student_dir).eval()
     ids = torch.ones(2, 8, dtype=torch.long)
     out.mkdir(parents=True)
-    torch.onnx.export(_LogitsOnly(model), (ids, torch.ones_like(ids)), str(out / "model.onnx"),
+    torch.onnx.export(_LogitsOnly(model), (ids, torch.ones_like(ids)), str(out / ONNX_FILE),
                       input_names=["input_ids", "attention_mask"], output_names=["logits"],
                       dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
                                     "attention_mask": {0: "batch", 1: "sequence"},
@@ -70,25 +70,15 @@ def export_student(student_dir: Path, out: Path, opset: int = 18,
                     do_validation=False, library_name="transformers")
     else:
         _export_small(student_dir, out, opset)
-    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort_session(out / ONNX_FILE)
     tokenizer = AutoTokenizer.from_pretrained(out)
     io = {"inputs": [i.name for i in session.get_inputs()],
           "outputs": [o.name for o in session.get_outputs()],
           "labels": [config.id2label[i] for i in range(config.num_labels)],
           "max_length": min(tokenizer.model_max_length, 512), "opset": opset, **(task or {})}
-    (out / "io.json").write_text(json.dumps(io, indent=1))
-    check_no_pseudo_classifiers(out / "model.onnx", config)
+    write_json(out / IO_FILE, io)
+    check_no_pseudo_classifiers(out / ONNX_FILE, config)
     return out
-
-
-def onnx_folder(path: str | Path) -> Path:
-    """The ONNX folder of a run folder (``RUN/onnx``), or ``path`` if it is one itself."""
-    path = Path(path)
-    for folder in (path / "onnx", path):
-        if (folder / "model.onnx").is_file() and (folder / "io.json").is_file():
-            return folder
-    raise UserError(f"{path} holds no exported student (model.onnx + io.json); "
-                    f"run `ukd-compress export {path}` first")
 
 
 def check_no_pseudo_classifiers(path: Path, config) -> None:
@@ -107,22 +97,6 @@ def check_no_pseudo_classifiers(path: Path, config) -> None:
     if outputs != ["logits"] or in_graph > in_stock:
         raise CheckFailed(f"exported graph has outputs {outputs} and {in_graph:,} weights, "
                           f"where a stock {config.model_type} model has {in_stock:,}")
-
-
-def ort_session(onnx_path: Path, threads: int | None = None) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise UserError(f"ONNX Runtime cannot load {onnx_path}: {str(exc).splitlines()[0][:200]}") from None
-
-
-def ort_logits(session: ort.InferenceSession, enc: dict[str, np.ndarray]) -> np.ndarray:
-    names = {i.name for i in session.get_inputs()}
-    return session.run(["logits"], {k: v.astype(np.int64) for k, v in enc.items() if k in names})[0]
 
 
 def parity(student_dir: Path, onnx_path: Path, texts: list[str], pairs: list[str] | None,

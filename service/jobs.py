@@ -25,8 +25,10 @@ from pathlib import Path, PurePosixPath
 from pydantic import BaseModel, ConfigDict, Field
 
 from ukd_compress.errors import UserError
+from ukd_compress.methods import METHODS
 from ukd_compress.recipe import MIN_VOCAB, Recipe
-from ukd_compress.report import write_json
+from ukd_compress.run_folder import RunFolder
+from ukd_compress.files import write_json
 
 UNFINISHED = ("queued", "running")
 JOB_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -56,7 +58,8 @@ class JobSpec(BaseModel):
     student: str = Field("teacher:2", min_length=1, max_length=200, pattern=PRINTABLE,
                          description="teacher:K, bilstm, cnn, hub name, or folder under the root")
     task: str = Field("sst2", min_length=1, max_length=20)
-    method: str = Field("ukd", pattern=r"^(ce|kd|pkd|alp|ukd|ukd\+pkd|ukd\+alp)$")
+    method: str = Field("ukd", pattern="^(" + "|".join(map(re.escape, METHODS)) + ")$",
+                        description=", ".join(METHODS))
     name: str | None = Field(None, pattern=RUN_NAME.pattern,
                              description="run folder name under <root>/runs")
     epochs: int | None = Field(None, ge=1, le=100)
@@ -161,7 +164,8 @@ class Jobs:
             raise JobError(400, str(exc), "student_vocab") from None
         with self._lock:
             taken = {r["run_dir"] for r in self.list() if r["state"] in UNFINISHED}
-            on_disk = any(p.exists() for p in (self.runs / name, self.runs / f"{name}.partial"))
+            run = RunFolder(self.runs / name)
+            on_disk = run.path.exists() or run.partial().path.exists()
             if on_disk or f"runs/{name}" in taken:
                 raise JobError(409, f"run folder runs/{name} already exists or is queued", "name")
             record = self._write({"id": job_id, "state": "queued",
@@ -176,29 +180,27 @@ class Jobs:
         if record["state"] not in ("interrupted", "failed"):
             raise JobError(409, f"job {job_id} is {record['state']}; only interrupted or failed "
                                 "jobs resume", "job_id")
-        partial = self.root / (record["run_dir"] + ".partial")
-        self._update(job_id, state="queued", error=None,
-                     resume=(partial / "recipe.yaml").is_file())
+        run = RunFolder(self.root / record["run_dir"])
+        self._update(job_id, state="queued", error=None, resume=run.partial().is_resumable)
         self._queue.put(job_id)
         return self.status(job_id)
 
     def status(self, job_id: str) -> dict:
         """The record, with training progress while running and the report when done."""
         record = self._read(job_id)
-        run = self.root / record["run_dir"]
+        run = RunFolder(self.root / record["run_dir"])
         if record["state"] == "running":
             record["progress"] = self._progress(run, self.root / record["log"])
-        if record["state"] == "done" and (run / "report.json").is_file():
-            record["report"] = _summary(json.loads((run / "report.json").read_text()))
+        if record["state"] == "done" and run.report_file.is_file():
+            record["report"] = _summary(run.report())
         return record
 
     @staticmethod
-    def _progress(run: Path, log: Path) -> dict:
+    def _progress(run: RunFolder, log: Path) -> dict:
         """Training's status.json while the run is unfinished; once the run folder has its final
         name (the worker is exporting or exiting), that status marked finishing."""
-        for folder, finishing in ((run.with_name(run.name + ".partial"), False), (run, True)):
-            if (folder / "status.json").is_file():
-                status = json.loads((folder / "status.json").read_text())
+        for folder, finishing in ((run.partial(), False), (run, True)):
+            if (status := folder.status()) is not None:
                 return {**status, "phase": "finishing"} if finishing else status
         return {"phase": "preparing (data, teacher, pseudo classifiers)",
                 "output": _last_output(log)}
@@ -241,12 +243,12 @@ class Jobs:
     def command(self, record: dict) -> list[str]:
         """The worker's command line, its teacher and student confined to the root again."""
         spec = JobSpec.model_construct(**record["spec"])  # validated when it was submitted
-        run = self.root / record["run_dir"]
+        run = RunFolder(self.root / record["run_dir"])
         args = [sys.executable, "-m", "ukd_compress", "distill"]
         if record["resume"]:
-            args += ["--resume", f"{run}.partial"]
+            args += ["--resume", str(run.partial().path)]
         else:
-            args += ["--output", str(run),
+            args += ["--output", str(run.path),
                      "--teacher", confine(self.root, spec.teacher, "teacher"),
                      "--student", confine(self.root, spec.student, "student"),
                      "--task", spec.task, "--method", spec.method]

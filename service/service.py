@@ -1,6 +1,6 @@
 """The BentoML service: predictions from an exported student, and compression jobs.
 
-    ukd-compress serve RUN_DIR        # or: UKD_MODEL=RUN_DIR bentoml serve service.service:UKDCompress
+    ukd-compress serve RUN_DIR        # or: UKD_MODEL=RUN_DIR bentoml serve ukd_compress.service.service:UKDCompress
 
 One service: typed requests, the ONNX Runtime session behind BentoML's adaptive batcher (see
 batching.py), label names and the model's id in every answer, and the job API (jobs.py).
@@ -127,8 +127,9 @@ class UKDCompress:
                                     settings.max_batch_size, settings.max_latency_ms)
         self.jobs = (Jobs(settings.models_root, settings.data_dir) if settings.job_token
                      else None)
-        # torch, transformers and ORT leave millions of long-lived objects: without this, each
-        # full garbage collection walked them all and stalled every request in flight ~0.4 s.
+        # BentoML, pydantic and ORT leave many long-lived objects: a full garbage collection need
+        # not walk them on every request. (With torch and transformers loaded, as before the
+        # server went without them, each one stalled every request in flight ~0.4 s.)
         gc.freeze()
 
     @bentoml.api

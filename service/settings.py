@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ukd_compress.export.runtime import ONNX_FILE
+
 
 def _flag(name: str, default: bool) -> bool:
     return os.environ.get(name, "1" if default else "0").lower() not in ("0", "false", "no", "off")
@@ -30,7 +32,7 @@ class Settings:
     def from_env(cls) -> "Settings":
         env = os.environ.get
         return cls(model=env("UKD_MODEL") or None,
-                   onnx_file=env("UKD_ONNX_FILE", "model.onnx"),
+                   onnx_file=env("UKD_ONNX_FILE", ONNX_FILE),
                    batching=_flag("UKD_BATCHING", True),
                    max_batch_size=int(env("UKD_MAX_BATCH_SIZE", "64")),
                    max_latency_ms=int(env("UKD_MAX_LATENCY_MS", "10000")),

@@ -7,11 +7,11 @@ import sys
 import pytest
 from transformers import BertConfig
 
-from benchmarks.infer import encoder_flops
-from benchmarks.quality import Run, parse_method, parse_student
-from benchmarks.scale import projected_minutes
+from ukd_compress.benchmarks.infer import encoder_flops
+from ukd_compress.benchmarks.quality import Run, parse_method, parse_student
+from ukd_compress.benchmarks.scale import projected_minutes
 from ukd_compress.errors import UserError
-from benchmarks.results import markdown_table, write_results
+from ukd_compress.benchmarks.results import markdown_table, write_results
 from ukd_compress.students.small import CNNConfig
 
 
@@ -39,7 +39,7 @@ def test_results_are_json_markdown_and_png(tmp_path):
 
 
 def test_quality_study_is_paired_resumable_and_written(tmp_path):
-    args = [sys.executable, "-m", "benchmarks", "quality", "--task", "rte", "--train-examples",
+    args = [sys.executable, "-m", "ukd_compress.benchmarks", "quality", "--task", "rte", "--train-examples",
             "64", "--epochs", "1", "--students", "teacher:1", "--methods",
             "kd,ukd[teacher_layers=window,gamma=0.25]", "--seeds", "2", "--jobs", "2",
             "--workdir", str(tmp_path / "runs"), "--name", "q", "--results-dir", str(tmp_path)]
@@ -83,7 +83,7 @@ def test_a_student_variant_names_real_knobs():
 
 
 def test_scale_bench_times_every_phase_of_both_pairs(tmp_path, monkeypatch):
-    import benchmarks.scale as scale
+    import ukd_compress.benchmarks.scale as scale
 
     for config in scale.CONFIGS.values():  # the headline's code path at a test's size
         monkeypatch.setitem(config, "hidden_size", 32)

@@ -187,6 +187,40 @@ def test_tasks_and_help_teach():
         assert word in help_text
 
 
+# Runs the command line in this process, then prints whether it imported torch.
+WITH_TORCH_CHECK = ("import atexit, runpy, sys; "
+                    "atexit.register(lambda: print('torch imported:', 'torch' in sys.modules)); "
+                    "sys.argv = ['ukd-compress', *sys.argv[1:]]; "
+                    "runpy.run_module('ukd_compress', run_name='__main__')")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["tasks"], ["distill", "--help"], ["serve", "--help"]])
+def test_help_and_tasks_import_no_torch(args):
+    result = subprocess.run([sys.executable, "-c", WITH_TORCH_CHECK, *args], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("torch imported: False")
+
+
+def test_every_method_is_offered_by_the_cli_and_the_job_api_and_nothing_else():
+    from pydantic import ValidationError
+
+    from ukd_compress.cli import distill
+    from ukd_compress.methods import METHODS
+    from ukd_compress.recipe import Recipe
+    from ukd_compress.service.jobs import JobSpec
+
+    choices = next(p for p in distill.params if p.name == "method").type.choices
+    assert list(choices) == list(METHODS)
+    for name in METHODS:
+        assert JobSpec(method=name).method == name
+        assert Recipe().replace("method", name=name).validate().method.name == name
+    for wrong in ("ukd+", "UKD", "kd|ce", "tinybert"):
+        with pytest.raises(ValidationError):
+            JobSpec(method=wrong)
+    assert [m for m in METHODS if METHODS[m].hidden] == ["pkd", "alp", "ukd+pkd", "ukd+alp"]
+
+
 def test_teacher_command_fine_tunes_and_trains_pseudo_classifiers(tmp_path):
     out = tmp_path / "teacher"
     result = ukd("teacher", "--base", "minilm-l6", "--task", "rte", "--max-train-samples", "32",

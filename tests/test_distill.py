@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from ukd_compress import losses
-from ukd_compress.data import Collator, epoch_order, subsample, text_lengths
-from ukd_compress.distill import Distiller, Interrupted
+from ukd_compress.data import Collator, epoch_order, text_lengths
+from ukd_compress.distill import Distiller
+from ukd_compress.errors import Interrupted
 from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers
 from ukd_compress.recipe import Recipe
 from ukd_compress.students import truncated_teacher
-from ukd_compress.tasks import get_task, load_glue
+from ukd_compress.tasks import get_task, load_glue, subsample
 
 from conftest import DATA_DIR, tiny
 

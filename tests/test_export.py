@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from export.run import export_run
+from ukd_compress.export.run import export_run
 from ukd_compress.recipe import Recipe
 
 from conftest import make_run, tiny
@@ -93,7 +93,8 @@ def test_budget_fails_and_passes_and_bad_input_leaves_artifacts(tmp_path, minilm
 
 
 def test_a_corrupt_onnx_file_is_a_clear_error(tmp_path):
-    from export.onnx_export import check_no_pseudo_classifiers, ort_session
+    from ukd_compress.export.onnx_export import check_no_pseudo_classifiers
+    from ukd_compress.export.runtime import ort_session
     from ukd_compress.errors import UserError
 
     corrupt = tmp_path / "model.onnx"
@@ -106,7 +107,7 @@ def test_a_corrupt_onnx_file_is_a_clear_error(tmp_path):
 
 def test_a_graph_with_more_weights_than_a_stock_model_is_refused(tmp_path, minilm_tokenizer):
     """Whatever the exporter names them: here a head of extra layers that feeds the logits."""
-    from export.onnx_export import _export_small, check_no_pseudo_classifiers
+    from ukd_compress.export.onnx_export import _export_small, check_no_pseudo_classifiers
     from ukd_compress.errors import CheckFailed
     from ukd_compress.strip import save_model_folder
 
@@ -121,7 +122,7 @@ def test_a_graph_with_more_weights_than_a_stock_model_is_refused(tmp_path, minil
 
 
 def export_module(model: torch.nn.Module, path):
-    from export.onnx_export import _LogitsOnly
+    from ukd_compress.export.onnx_export import _LogitsOnly
 
     ids = torch.ones(2, 8, dtype=torch.long)
     torch.onnx.export(_LogitsOnly(model.eval()), (ids, torch.ones_like(ids)), str(path),

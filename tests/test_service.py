@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from benchmarks.load import run_load
+from ukd_compress.benchmarks.load import run_load
 from conftest import DATA_DIR, make_run, save_model_folder, tiny
-from export.run import export_run
-from service.launch import running_server, server_process
-from service.model import ModelInfo, OnnxStudent
+from ukd_compress.export.run import export_run
+from ukd_compress.service.launch import running_server, server_process
+from ukd_compress.service.model import ModelInfo, OnnxStudent
 from ukd_compress.vocab import train_tokenizer
 
 TOKEN = "test-token"
@@ -74,6 +74,41 @@ def post(url: str, path: str, body, **kwargs) -> httpx.Response:
 
 
 # --- predictions -------------------------------------------------------------------------------
+# A fresh process: the service's module and model, one answer, then what it imported.
+SERVE_ONE = """
+import json, sys
+import ukd_compress.service.service
+from ukd_compress.service.model import ModelInfo, OnnxStudent
+answer = OnnxStudent(ModelInfo.load(sys.argv[1])).probabilities([["a gorgeous, witty film"]])
+print(json.dumps({"answer": answer.tolist(), "torch": "torch" in sys.modules,
+                  "transformers": "transformers" in sys.modules}))
+"""
+
+
+def test_the_service_answers_without_importing_torch_or_transformers(sst2_run):
+    done = subprocess.run([sys.executable, "-c", SERVE_ONE, str(sst2_run)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "UKD_MODEL": str(sst2_run)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not result["torch"] and not result["transformers"]
+    assert np.isclose(sum(result["answer"][0]), 1.0)
+
+
+def test_no_server_process_loads_libtorch(sst2_server):
+    import psutil
+
+    port = int(sst2_server.rsplit(":", 1)[1])
+    assert post(sst2_server, "/predict", {"texts": ["fine"]}).status_code == 200
+    listeners = [c.pid for c in psutil.net_connections("tcp")
+                 if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid]
+    assert listeners
+    tree = {pid for p in map(psutil.Process, listeners)
+            for pid in [p.pid, *(c.pid for c in p.children(recursive=True))]}
+    maps = [m.path for pid in tree for m in psutil.Process(pid).memory_maps()]
+    assert any("onnxruntime" in path for path in maps)  # the check reads the answering worker
+    assert not any("libtorch" in path for path in maps)
+
+
 def test_predict_with_bentoml_client_matches_onnx_runtime(sst2_server, sst2_run):
     texts = ["a gorgeous, witty film", "a dull and lifeless mess", "it is a movie"]
     with bentoml.SyncHTTPClient(sst2_server) as client:
@@ -330,7 +365,7 @@ def test_a_queued_name_is_taken_and_the_token_needs_its_scheme(rte_server):
 
 
 def test_a_running_job_whose_run_is_complete_says_finishing(tmp_path):
-    from service.jobs import Jobs
+    from ukd_compress.service.jobs import Jobs
 
     jobs = Jobs(tmp_path)
     (tmp_path / "runs" / "done-run").mkdir()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertTokenizer
 
-from ukd_compress.data import subsample
+from ukd_compress.tasks import subsample
 from ukd_compress.errors import UserError
 from ukd_compress.models import offline_minilm_folder
 from ukd_compress.pipeline import student_vocabulary

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from .errors import CheckFailed, UserError
+from .errors import CheckFailed, Interrupted, UserError
+from .methods import METHODS
 
 # CLI option -> (recipe section, field). Only options the user gives override the recipe.
 RECIPE_OPTIONS = {
@@ -45,8 +46,6 @@ class Group(click.Group):
     """Turns a :class:`UserError` into one line on stderr and exit code 2, never a traceback."""
 
     def invoke(self, ctx: click.Context):
-        from .distill import Interrupted
-
         try:
             return super().invoke(ctx)
         except UserError as exc:
@@ -64,6 +63,8 @@ class Group(click.Group):
 
 
 def _quiet_libraries() -> None:
+    """Progress bars and warnings of the training stack off; called by the commands that load
+    it (importing transformers imports torch, which `tasks`, `serve` and --help never need)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import datasets
     import transformers
@@ -84,7 +85,6 @@ def cli() -> None:
       ukd-compress distill                   MiniLM-L6 teacher on SST-2 -> 2-layer student
       ukd-compress distill --teacher roberta-large --student distilroberta --task mnli
     """
-    _quiet_libraries()
 
 
 def data_options(f):
@@ -138,9 +138,9 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
               "  [default: minilm-l6]")
 @click.option("--student", help="teacher:K (K of the teacher's layers), a hub name or folder "
               "(distilroberta), bilstm or cnn.  [default: teacher:2]")
-@click.option("--method", type=click.Choice(["ce", "kd", "pkd", "alp", "ukd", "ukd+pkd", "ukd+alp"]),
-              help="Loss: labels only, Hinton KD, Patient KD, ALP-KD, Universal-KD, or a mix."
-                   "  [default: ukd]")
+@click.option("--method", type=click.Choice(list(METHODS)),
+              help="Loss: " + "; ".join(f"{m.name}: {m.summary}" for m in METHODS.values())
+                   + ".  [default: ukd]")
 @click.option("--recipe", "recipe_file", type=click.Path(exists=True, dir_okay=False),
               help="YAML recipe giving every setting at once (options override it).")
 @data_options
@@ -217,6 +217,7 @@ def distill(ctx: click.Context, recipe_file: str | None, output: str | None, res
     pseudo classifiers: AutoModelForSequenceClassification.from_pretrained loads it),
     report.json and report.png. Ctrl-C saves a checkpoint; --resume RUN.partial continues.
     """
+    _quiet_libraries()
     from .pipeline import run_distill
 
     if resume:
@@ -231,7 +232,7 @@ def distill(ctx: click.Context, recipe_file: str | None, output: str | None, res
     run_dir = run_distill(recipe, Path(output) if output else None,
                           Path(resume) if resume else None, quiet)
     if export_onnx:
-        from export.run import export_run
+        from .export.run import export_run
 
         _print_export(export_run(run_dir, int8=True))
 
@@ -251,15 +252,16 @@ def _raise_keyboard_interrupt(*_args) -> None:
 @click.pass_context
 def teacher(ctx: click.Context, base: str, output: str | None, **_options) -> None:
     """Fine-tune a teacher and train its pseudo classifiers (stage 1), both cached."""
-    from .pipeline import load_task
-    from .teacher import finetune_teacher, load_teacher_with_heads, teacher_folder
+    _quiet_libraries()
     from .distill import make_accelerator
+    from .pipeline import training_data
+    from .teacher import finetune_teacher, load_teacher_with_heads, teacher_folder
 
     recipe = build_recipe(ctx, None)
     for name in ("epochs", "lr", "batch_size"):
         if ctx.params[name] is not None:
             recipe = recipe.replace("teacher", **{f"finetune_{name}": ctx.params[name]})
-    data = load_task(recipe)
+    data = training_data(recipe)
     folder = Path(output) if output else teacher_folder(base, data.spec, recipe, data.teacher_train)
     if folder.exists():
         raise UserError(f"{folder} already exists; remove it or pass another --output")
@@ -304,7 +306,8 @@ def export_command(run_dir: str, opset: int, int8: bool, budget_ms: float | None
     plain onnxruntime.InferenceSession (io.json names the inputs, outputs and labels).
     latency.json and latency.png compare teacher and student, PyTorch and ONNX Runtime.
     """
-    from export.run import export_run
+    _quiet_libraries()
+    from .export.run import export_run
 
     result = export_run(Path(run_dir), opset, int8, budget_ms, batch, seq_len, repeats)
     _print_export(result)
@@ -364,14 +367,14 @@ def serve(run_dir: str | None, host: str, port: int, int8: bool, batching: bool,
       /healthz /readyz /metrics, and the API docs at /
     RUN_DIR needs onnx/ (`ukd-compress export RUN_DIR`); without it only jobs are served.
     """
-    from export.onnx_export import onnx_folder, ort_session
+    from .export.runtime import INT8_FILE, ONNX_FILE, onnx_folder, ort_session
 
     env = {**os.environ, "UKD_BATCHING": "1" if batching else "0",
            "UKD_MAX_BATCH_SIZE": str(max_batch_size),
            "UKD_MODELS_ROOT": str(Path(models_root).resolve())}
     if run_dir:
         folder = onnx_folder(run_dir)
-        onnx_file = "model_int8.onnx" if int8 else "model.onnx"
+        onnx_file = INT8_FILE if int8 else ONNX_FILE
         if not (folder / onnx_file).is_file():
             raise UserError(f"{folder / onnx_file} does not exist; run `ukd-compress export "
                             f"--int8 {run_dir}`")
@@ -384,9 +387,9 @@ def serve(run_dir: str | None, host: str, port: int, int8: bool, batching: bool,
         if value:
             env[name] = str(value)
     _check_port_free(host, port)
-    argv = [sys.executable, "-m", "bentoml", "serve", "service.service:UKDCompress",
+    argv = [sys.executable, "-m", "bentoml", "serve", "ukd_compress.service.service:UKDCompress",
             "--host", host, "--port", str(port)]
-    from service.supervise import supervise
+    from .service.supervise import supervise
 
     sys.exit(supervise(argv, env, port, drain_timeout))
 
@@ -417,7 +420,7 @@ def bento(run_dir: str, name: str, build: bool) -> None:
       UKD_MODEL=ukd-student:latest bentoml serve ukd-compress:latest
       bentoml containerize ukd-compress:latest   (the image sets UKD_MODEL itself)
     """
-    from export.bento import save_bento_model
+    from .export.bento import save_bento_model
 
     tag = save_bento_model(Path(run_dir), name)
     click.echo(f"saved {tag} in the BentoML model store")
@@ -436,7 +439,7 @@ def bench(args: tuple[str, ...]) -> None:
 
     Results go to benchmarks/results/ as JSON, PNG and a Markdown table.
     """
-    argv = [sys.executable, "-m", "benchmarks", *args]
+    argv = [sys.executable, "-m", "ukd_compress.benchmarks", *args]
     os.execv(argv[0], argv)
 
 

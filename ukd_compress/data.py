@@ -164,10 +164,3 @@ def batches(split: datasets.Dataset, collate: Collator, batch_size: int,
 
 def num_batches(size: int, batch_size: int) -> int:
     return (size + batch_size - 1) // batch_size
-
-
-def subsample(split: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
-    """At most ``limit`` examples, a seeded random subset; ``idx`` is renumbered 0..n-1."""
-    if limit is not None and limit < len(split):
-        split = split.shuffle(seed=seed).select(range(limit))
-    return split.map(lambda _, i: {"idx": i}, with_indices=True)

@@ -28,18 +28,17 @@ from . import losses
 from .data import Batch, Collator, batches, by_length, epoch_order, num_batches, text_lengths
 from .heads import LayerOutputs, WithPseudoClassifiers
 from .layer_plan import LayerPlan
+from .methods import HIDDEN_TERMS
 from .recipe import Recipe
-from .report import write_json
+from .run_folder import RunFolder
+from .errors import Interrupted
+from .files import write_with
 from .tasks import TaskSpec, compute_metrics, selection_score
 
 
 STATUS_EVERY_S = 2.0
 LOSS_EVERY = 50       # steps between reads of the loss off the device (each read is a sync)
 LOADER_WORKERS = 1    # on CUDA, a process that collates the next batches while the GPU trains
-
-
-class Interrupted(Exception):
-    """Training stopped by Ctrl-C or SIGTERM after saving a resumable checkpoint."""
 
 
 def native_bf16() -> bool:
@@ -166,7 +165,8 @@ class Distiller:
                 self.cache = TeacherCache(len(train), len(teacher.pseudo.heads),
                                           spec.num_labels, self.device)
         self.progress = Progress()
-        self.checkpoints = run_dir / "checkpoints"
+        self.run = RunFolder(run_dir)
+        self.checkpoints = self.run.checkpoints
 
     # --- the loss -------------------------------------------------------------------------
     def teacher_outputs(self, batch: Batch) -> LayerOutputs:
@@ -215,12 +215,12 @@ class Distiller:
                                           method.attention_space, method.attention_scale,
                                           method.attention_temperature, allowed,
                                           method.layer_reduce)
-            if w["delta"] and "pkd" in method.name:
+            if w["delta"] and method.hidden == "pkd":
                 terms["pkd"] = losses.pkd(s.states.float(), t.states[:, self.layer_map].float())
-            if w["delta"] and "alp" in method.name:
+            if w["delta"] and method.hidden == "alp":
                 terms["alp"] = losses.alp(s.states.float(), t.states.float())
-        weight = {"ce": w["alpha"], "kd": w["beta"], "ukd": w["gamma"], "pkd": w["delta"],
-                  "alp": w["delta"]}
+        weight = {"ce": w["alpha"], "kd": w["beta"], "ukd": w["gamma"],
+                  **{term: w["delta"] for term in HIDDEN_TERMS}}
         terms["loss"] = sum(weight[k] * v for k, v in terms.items())
         return terms
 
@@ -252,9 +252,8 @@ class Distiller:
         if not self.accelerator.is_main_process:
             return
         state = self.accelerator.unwrap_model(self.student).state_dict()
-        tmp = self.checkpoints / "best.safetensors.tmp"
-        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
-        tmp.rename(self.checkpoints / "best.safetensors")
+        write_with(self.checkpoints / "best.safetensors", lambda tmp: save_file(
+            {k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp)))
 
     def load_best(self) -> WithPseudoClassifiers:
         model = self.accelerator.unwrap_model(self.student)
@@ -274,7 +273,7 @@ class Distiller:
                   "epoch": p.epoch, "epochs": self.recipe.training.epochs,
                   "loss": p.losses[-1] if p.losses else None, "history": p.history,
                   "updated": time.time()}
-        write_json(self.run_dir / "status.json", status, indent=None)
+        self.run.write_status(status)
         self.status_written = time.monotonic()
 
     def evaluate_student(self) -> dict[str, dict[str, float]]:

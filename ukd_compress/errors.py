@@ -1,4 +1,6 @@
-"""The one exception type the CLI turns into a clear line and exit code 2."""
+"""The exceptions the CLI turns into one clear line and an exit code, never a traceback.
+
+Standard library only: the CLI catches them without importing the training stack."""
 
 
 class UserError(Exception):
@@ -7,3 +9,7 @@ class UserError(Exception):
 
 class CheckFailed(Exception):
     """A product check failed (e.g. ONNX parity): the CLI prints it and exits 1."""
+
+
+class Interrupted(Exception):
+    """Training stopped by Ctrl-C or SIGTERM after saving a resumable checkpoint (exit 130)."""

@@ -3,7 +3,7 @@
 Everything that can fail on bad input (task, data, teacher, student) is checked before the run
 folder exists. The run is written to ``<output>.partial`` and renamed to ``<output>`` only when
 the stripped student and its report are complete; an interrupted run resumes from its
-``.partial`` folder.
+``.partial`` folder (run_folder.py names what is in it).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import platform
 import shutil
 import time
@@ -25,64 +24,29 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, set_seed
 
-from .data import Collator, subsample
-from .distill import Distiller, Interrupted, make_accelerator
-from .errors import UserError
+from .data import Collator
+from .distill import Distiller, make_accelerator
+from .errors import Interrupted, UserError
 from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths
 from .layer_plan import LayerPlan, layer_plan
 from .models import load_config, load_tokenizer
 from .recipe import Recipe
 from .report import plot_report
-from .strip import artifact_hashes, folder_bytes, save_folder, strip
+from .files import artifact_hashes, cache_folder, folder_bytes, replace_folder
+from .run_folder import PARTIAL, RunFolder
+from .strip import strip
 from .students import Student, build_student, check_fits, evenly_spaced
-from .tasks import (TaskSpec, find_data_dir, get_task, load_files, load_glue, offline_tasks,
-                    trivial_baseline)
+from .tasks import TaskData, load_task, trivial_baseline
 from .teacher import load_teacher_with_heads, resolve_teacher, ukd_home
 from .vocab import train_tokenizer, trim_tokenizer
 
 CPU_TRAIN_SAMPLES = 8000
-PARTIAL = ".partial"
-STUDENT_TOKENIZER = "student_tokenizer"  # a run's own vocabulary, kept for --resume
 
 
-@dataclass
-class TaskData:
-    spec: TaskSpec
-    train: datasets.Dataset            # what the student learns from
-    evals: dict[str, datasets.Dataset]
-    source: str
-    teacher_train: datasets.Dataset    # what a teacher fine-tuned here learns from
-    all_train: datasets.Dataset        # the whole training split: a student vocabulary's texts
-
-
-def load_task(recipe: Recipe) -> TaskData:
-    """The task's spec and splits (subsampled as the recipe says), with a one-line source."""
-    cfg = recipe.task
-    if cfg.train_file or cfg.eval_file:
-        if not (cfg.train_file and cfg.eval_file):
-            raise UserError("pass both --train-file and --eval-file")
-        spec, splits = load_files(cfg.train_file, cfg.eval_file, tuple(cfg.text_columns),
-                                  cfg.label_column)
-        source = f"files {cfg.train_file}, {cfg.eval_file}"
-    else:
-        spec = get_task(cfg.name)
-        data_dir = find_data_dir(cfg.data_dir)
-        splits = load_glue(spec, data_dir)
-        local = data_dir is not None and spec.name in offline_tasks(data_dir)
-        source = f"GLUE folder {data_dir}" if local else "hub glue"
-    limit = cfg.max_train_samples
-    if limit is None and not torch.cuda.is_available():
-        limit = CPU_TRAIN_SAMPLES
-    train = subsample(splits["train"], limit, recipe.training.seed)
-    # With a subset, a teacher fine-tuned here sees another random subset: soft labels of
-    # examples it memorised are close to one-hot and would teach the student little beyond CE.
-    teacher_train = subsample(splits["train"], limit, recipe.training.seed + 1)
-    evals = {name: subsample(splits[name], cfg.max_eval_samples, recipe.training.seed)
-             for name in spec.eval_splits}
-    for name, split in {"train": train, **evals}.items():
-        if len(split) == 0:
-            raise UserError(f"the {name} split of {spec.name} is empty")
-    return TaskData(spec, train, evals, source, teacher_train, splits["train"])
+def training_data(recipe: Recipe) -> TaskData:
+    """The task's data for training: all of the training split on a GPU, a sample on a CPU
+    unless the recipe says how many."""
+    return load_task(recipe, None if torch.cuda.is_available() else CPU_TRAIN_SAMPLES)
 
 
 @dataclass
@@ -145,22 +109,17 @@ def student_vocabulary(recipe: Recipe, teacher_tokenizer: PreTrainedTokenizerBas
     texts = list(train["text_a"]) + [t for t in train["text_b"] if t is not None]
     key = hashlib.sha256(json.dumps([cfg.vocab_size, cfg.vocab_method, texts,
                                      teacher_tokenizer.backend_tokenizer.to_str()]).encode())
-    folder = ukd_home() / "tokenizers" / f"{cfg.vocab_method}-{cfg.vocab_size}-{key.hexdigest()[:16]}"
-    if not (folder / "tokenizer.json").is_file():
-        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")  # parallel runs may race
-        make = trim_tokenizer if cfg.vocab_method == "trim" else train_tokenizer
-        make(teacher_tokenizer, texts, cfg.vocab_size).save_pretrained(tmp)
-        try:
-            tmp.rename(folder)
-        except OSError:  # another run trained one first: use theirs, so both read the same
-            shutil.rmtree(tmp, ignore_errors=True)
+    make = trim_tokenizer if cfg.vocab_method == "trim" else train_tokenizer
+    folder = cache_folder(
+        ukd_home() / "tokenizers" / f"{cfg.vocab_method}-{cfg.vocab_size}-{key.hexdigest()[:16]}",
+        lambda tmp: make(teacher_tokenizer, texts, cfg.vocab_size).save_pretrained(tmp))
     return load_tokenizer(str(folder))
 
 
 def prepare(recipe: Recipe, saved_tokenizer: Path | None = None) -> Setup:
     """Load and check everything a run needs; ``saved_tokenizer`` is a resumed run's vocabulary."""
     recipe.validate()
-    data = load_task(recipe)
+    data = training_data(recipe)
     check_fits(recipe.student.spec, load_config(recipe.teacher.name).num_hidden_layers)
     teacher_name = resolve_teacher(recipe, data.spec, data.teacher_train, data.evals)
     device = make_accelerator(recipe).device
@@ -210,35 +169,33 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
     """Distil, strip and report; returns the finished run folder."""
     started = time.perf_counter()
     if resume is not None:
-        if not (resume / "recipe.yaml").is_file() or not resume.name.endswith(PARTIAL):
+        work = RunFolder(resume)
+        if not work.is_resumable:
             raise UserError(f"{resume} is not an unfinished run folder (a *{PARTIAL} folder "
                             "with recipe.yaml)")
-        recipe = Recipe.from_yaml(resume / "recipe.yaml")
-        work, final = resume, resume.with_name(resume.name[: -len(PARTIAL)])
+        recipe = work.recipe()
     else:
         recipe = recipe.with_student_lr()
-        final = output or default_output(recipe)
-        work = final.with_name(final.name + PARTIAL)
-        for path in (final, work):
-            if path.exists():
-                raise UserError(f"{path} already exists; pick another --output "
-                                f"{'or --resume it' if path == work else ''}".strip())
-    setup = prepare(recipe, work / STUDENT_TOKENIZER)
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "recipe.yaml").write_text(recipe.to_yaml())
-    if setup.vocabulary is not None and not (work / STUDENT_TOKENIZER).is_dir():
-        save_folder(work / STUDENT_TOKENIZER, setup.student_tokenizer.save_pretrained)
-    shutil.copytree(setup.teacher_heads_folder, work / "teacher_pseudo_classifiers",
-                    dirs_exist_ok=True)
+        work = RunFolder(output or default_output(recipe)).partial()
+        for run in (work.final(), work):
+            if run.path.exists():
+                raise UserError(f"{run.path} already exists; pick another --output "
+                                f"{'or --resume it' if run is work else ''}".strip())
+    setup = prepare(recipe, work.student_tokenizer)
+    work.path.mkdir(parents=True, exist_ok=True)
+    work.write_recipe(recipe.to_yaml())
+    if setup.vocabulary is not None and not work.student_tokenizer.is_dir():
+        replace_folder(work.student_tokenizer, setup.student_tokenizer.save_pretrained)
+    shutil.copytree(setup.teacher_heads_folder, work.teacher_heads, dirs_exist_ok=True)
     distiller = Distiller(recipe, setup.data.spec, setup.data.train, setup.data.evals,
-                          setup.student, setup.collate, work, setup.teacher, setup.layer_map, quiet,
-                          setup.plan)
+                          setup.student, setup.collate, work.path, setup.teacher, setup.layer_map,
+                          quiet, setup.plan)
     try:
         progress = distiller.train(resume=resume is not None)
     except Interrupted as exc:
         raise Interrupted(f"{exc}; continue with: ukd-compress distill --resume {work}") from None
     best = distiller.load_best()
-    strip(best, setup.student_tokenizer, work / "student")
+    strip(best, setup.student_tokenizer, work.student)
     student_metrics = next((h["eval"] for h in progress.history
                             if h["step"] == progress.best_step), {})
     report = {
@@ -252,7 +209,7 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
                     "embedding_params": embedding_params(best.backbone),
                     "vocabulary": setup.vocabulary or {"size": len(setup.student_tokenizer),
                                                        "source": "the teacher's"},
-                    "bytes": folder_bytes(work / "student"), "metrics": student_metrics,
+                    "bytes": folder_bytes(work.student), "metrics": student_metrics,
                     "best_step": progress.best_step},
         "method": {**asdict(recipe.method), "weights": recipe.method.weights(),
                    "teacher_cache": distiller.cache is not None,
@@ -267,14 +224,14 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
         "training": distiller.throughput,  # this process's student loop (a resumed run: since resuming)
     }
     report["warnings"] = warnings(report)
-    report["artifacts"] = artifact_hashes(work, ("student", "teacher_pseudo_classifiers"))
-    report["artifacts"]["recipe.yaml"] = recipe.sha256()
-    (work / "report.json").write_text(json.dumps(report, indent=1))
-    plot_report(report, work / "report.png")
-    work.rename(final)
+    report["artifacts"] = artifact_hashes(work.path, (work.student.name, work.teacher_heads.name))
+    report["artifacts"][work.recipe_file.name] = recipe.sha256()
+    work.write_report(report)
+    plot_report(report, work.report_plot)
+    final = work.finish()
     if not quiet:
-        tqdm.write(summary(report, final))
-    return final
+        tqdm.write(summary(report, final.path))
+    return final.path
 
 
 def baseline(data: TaskData) -> dict:

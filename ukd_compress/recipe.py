@@ -10,19 +10,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
-
-METHODS = ("ce", "kd", "pkd", "alp", "ukd", "ukd+pkd", "ukd+alp")
-
-# Loss weights per method: a*CE + b*KD + g*UKD + d*hidden-space term (PKD or ALP-KD).
-METHOD_WEIGHTS = {
-    "ce": dict(alpha=1.0, beta=0.0, gamma=0.0, delta=0.0),
-    "kd": dict(alpha=0.5, beta=0.5, gamma=0.0, delta=0.0),
-    "pkd": dict(alpha=0.5, beta=0.5, gamma=0.0, delta=10.0),
-    "alp": dict(alpha=0.8, beta=0.2, gamma=0.0, delta=100.0),
-    "ukd": dict(alpha=0.5, beta=0.5, gamma=0.5, delta=0.0),
-    "ukd+pkd": dict(alpha=0.5, beta=0.5, gamma=0.5, delta=10.0),
-    "ukd+alp": dict(alpha=0.5, beta=0.5, gamma=0.5, delta=100.0),
-}
+from .methods import METHODS
 
 # The knobs of the UKD term that take one of a few words.
 METHOD_CHOICES = {
@@ -106,8 +94,14 @@ class MethodConfig:
     gamma_schedule: str = "constant"  # constant | decay (linearly to 0) | two_stage (UKD alone,
                                       # then CE + KD alone, half the steps each)
 
+    @property
+    def hidden(self) -> str | None:
+        """The hidden-space term of the method (pkd, alp), if it has one."""
+        return METHODS[self.name].hidden
+
     def weights(self) -> dict[str, float]:
-        defaults = METHOD_WEIGHTS[self.name]
+        """The method's loss weights, with those the recipe sets in their place."""
+        defaults = METHODS[self.name].weights()
         return {k: defaults[k] if getattr(self, k) is None else getattr(self, k) for k in defaults}
 
 
@@ -162,8 +156,8 @@ class Recipe:
         if self.training.lr is not None and self.training.lr <= 0:
             raise UserError("training.lr must be positive")
         self._validate_vocabulary()
-        if self.method.delta and not METHOD_WEIGHTS[self.method.name]["delta"]:
-            hidden = ", ".join(m for m, w in METHOD_WEIGHTS.items() if w["delta"])
+        if self.method.delta and self.method.hidden is None:
+            hidden = ", ".join(m.name for m in METHODS.values() if m.hidden)
             raise UserError(f"delta weighs the hidden-state term, which method "
                             f"{self.method.name} does not have; use one of {hidden}")
         return self

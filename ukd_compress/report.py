@@ -1,15 +1,16 @@
 """report.png: the student's dev metric per epoch against the teacher's, and how well each
-teacher layer's pseudo classifier does (the cheap teacher assistants); files written whole."""
+teacher layer's pseudo classifier does (the cheap teacher assistants)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from .files import write_with  # noqa: E402
 
 
 def plot_report(report: dict, path: Path) -> None:
@@ -32,21 +33,10 @@ def plot_report(report: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` beside ``path``, then rename it into place: readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.rename(path)
-
-
-def write_json(path: Path, data: dict, indent: int | None = 1) -> None:
-    write_text(path, json.dumps(data, indent=indent))
-
-
 def save_figure(fig: plt.Figure, path: Path) -> None:
     """Save a figure as PNG beside ``path``, then rename it into place."""
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.rename(path)
+    try:
+        write_with(path, lambda tmp: fig.savefig(tmp, dpi=100), suffix=".tmp.png")
+    finally:
+        plt.close(fig)

@@ -1,10 +1,7 @@
-"""Strip: drop what distillation added and keep a stock model folder, plus artifact hashes."""
+"""Strip: drop what distillation added and keep a stock model folder."""
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -13,17 +10,8 @@ from transformers import (AutoModelForSequenceClassification, PreTrainedModel,
                           PreTrainedTokenizerBase)
 
 from .errors import CheckFailed
+from .files import replace_folder
 from .heads import WithPseudoClassifiers
-
-
-def save_folder(folder: Path, write: Callable[[Path], object]) -> Path:
-    """``write(path)`` fills a folder beside ``folder``, which then replaces ``folder``."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write(tmp)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    return folder
 
 
 def save_model_folder(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path,
@@ -35,7 +23,7 @@ def save_model_folder(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
 
-    return save_folder(folder, write)
+    return replace_folder(folder, write)
 
 
 def strip(model: WithPseudoClassifiers, tokenizer: PreTrainedTokenizerBase, folder: Path) -> Path:
@@ -65,21 +53,3 @@ def check_stock_weights(folder: Path, config) -> None:
     if extra or not saved:
         raise CheckFailed(f"the stripped student in {folder} is not a stock {config.model_type} "
                           f"model: {f'it holds {extra[:3]}' if extra else 'it holds no weights'}")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def artifact_hashes(root: Path, folders: tuple[str, ...]) -> dict[str, str]:
-    """sha256 of every file under the named folders of ``root``, keyed by relative path."""
-    return {str(p.relative_to(root)): sha256(p)
-            for name in folders for p in sorted((root / name).rglob("*")) if p.is_file()}
-
-
-def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

@@ -20,6 +20,7 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from .errors import UserError
+from .recipe import Recipe
 
 DEFAULT_DATA_DIRS = ("glue_data", "../shared/data/glue_data", "~/glue_data")
 
@@ -212,6 +213,71 @@ def load_files(train_file: str, eval_file: str, text_columns: tuple[str, ...],
     if not regression:
         splits = {s: ds.map(lambda r: {label_column: str(r[label_column])}) for s, ds in splits.items()}
     return spec, {s: _normalise(ds, cols, labels) for s, ds in splits.items()}
+
+
+@dataclass
+class TaskData:
+    spec: TaskSpec
+    train: datasets.Dataset            # what the student learns from
+    evals: dict[str, datasets.Dataset]
+    source: str
+    teacher_train: datasets.Dataset    # what a teacher fine-tuned here learns from
+    all_train: datasets.Dataset        # the whole training split: a student vocabulary's texts
+
+
+def subsample(split: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
+    """At most ``limit`` examples, a seeded random subset; ``idx`` is renumbered 0..n-1."""
+    if limit is not None and limit < len(split):
+        split = split.shuffle(seed=seed).select(range(limit))
+    return split.map(lambda _, i: {"idx": i}, with_indices=True)
+
+
+def _load_splits(recipe: Recipe) -> tuple[TaskSpec, dict[str, datasets.Dataset], str]:
+    """The task's spec, its whole splits, and a one-line source."""
+    cfg = recipe.task
+    if cfg.train_file or cfg.eval_file:
+        if not (cfg.train_file and cfg.eval_file):
+            raise UserError("pass both --train-file and --eval-file")
+        spec, splits = load_files(cfg.train_file, cfg.eval_file, tuple(cfg.text_columns),
+                                  cfg.label_column)
+        return spec, splits, f"files {cfg.train_file}, {cfg.eval_file}"
+    spec = get_task(cfg.name)
+    data_dir = find_data_dir(cfg.data_dir)
+    splits = load_glue(spec, data_dir)
+    local = data_dir is not None and spec.name in offline_tasks(data_dir)
+    return spec, splits, f"GLUE folder {data_dir}" if local else "hub glue"
+
+
+def _evals(spec: TaskSpec, splits: dict[str, datasets.Dataset], recipe: Recipe
+           ) -> dict[str, datasets.Dataset]:
+    evals = {name: subsample(splits[name], recipe.task.max_eval_samples, recipe.training.seed)
+             for name in spec.eval_splits}
+    for name, split in evals.items():
+        if len(split) == 0:
+            raise UserError(f"the {name} split of {spec.name} is empty")
+    return evals
+
+
+def load_evals(recipe: Recipe) -> tuple[TaskSpec, dict[str, datasets.Dataset]]:
+    """The task's spec and eval splits as a run of ``recipe`` evaluates on (for export's checks
+    and the benchmarks: no training split is sampled)."""
+    spec, splits, _ = _load_splits(recipe)
+    return spec, _evals(spec, splits, recipe)
+
+
+def load_task(recipe: Recipe, default_limit: int | None = None) -> TaskData:
+    """The task's spec and splits, the training split subsampled to the recipe's
+    ``max_train_samples``, else to ``default_limit`` (None: all of it)."""
+    spec, splits, source = _load_splits(recipe)
+    limit = recipe.task.max_train_samples or default_limit
+    train = subsample(splits["train"], limit, recipe.training.seed)
+    if len(train) == 0:
+        raise UserError(f"the train split of {spec.name} is empty")
+    # With a subset, a teacher fine-tuned here sees another random subset: soft labels of
+    # examples it memorised are close to one-hot and would teach the student little beyond CE.
+    teacher_train = subsample(splits["train"], limit, recipe.training.seed + 1)
+    return TaskData(spec, train, _evals(spec, splits, recipe), source, teacher_train,
+                    splits["train"])
 
 
 def _is_float(text: str) -> bool:

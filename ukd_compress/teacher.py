@@ -18,14 +18,16 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
-from .data import Collator, batches, by_length, subsample
-from .distill import Distiller, Interrupted, native_bf16
+from .data import Collator, batches, by_length
+from .distill import Distiller, native_bf16
+from .errors import Interrupted
 from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths, layer_states
 from .losses import task_loss
 from .models import BASE_ALIASES, load_base_classifier, load_teacher, load_tokenizer
 from .recipe import Recipe
+from .files import cache_folder
 from .strip import save_model_folder
-from .tasks import TaskSpec, compute_metrics
+from .tasks import TaskSpec, compute_metrics, subsample
 
 
 def ukd_home() -> Path:
@@ -172,11 +174,6 @@ def load_teacher_with_heads(teacher_name: str, spec: TaskSpec, train: datasets.D
         report = json.loads((folder / "pseudo_classifiers.json").read_text())["report"]
         return teacher, tokenizer, heads, report, folder
     heads, report = train_pseudo_classifiers(teacher, tokenizer, spec, train, evals, recipe, device)
-    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")  # runs in parallel may race here
-    shutil.rmtree(tmp, ignore_errors=True)
-    heads.cpu().save(tmp, {"teacher": teacher_name, "task": spec.name, "report": report})
-    try:
-        tmp.rename(folder)
-    except OSError:  # another run cached the same heads first: theirs and ours are equal
-        shutil.rmtree(tmp, ignore_errors=True)
+    cache_folder(folder, lambda tmp: heads.cpu().save(
+        tmp, {"teacher": teacher_name, "task": spec.name, "report": report}))
     return teacher, tokenizer, heads, report, folder
