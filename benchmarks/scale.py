@@ -37,7 +37,7 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification,  # noq
                           PreTrainedTokenizerBase)
 
 from ukd_compress.data import Collator, batches, epoch_order, text_lengths  # noqa: E402
-from ukd_compress.distill import Distiller, native_bf16  # noqa: E402
+from ukd_compress.distill import Distiller, LoopData, Teaching, native_bf16  # noqa: E402
 from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths  # noqa: E402
 from ukd_compress.layer_plan import layer_plan  # noqa: E402
 from ukd_compress.models import attention, load_tokenizer  # noqa: E402
@@ -156,8 +156,10 @@ def measure_pair(teacher_name: str, student_spec: str, tokenizer, batch_size: in
     def fwd_flops(config) -> float:
         return encoder_flops(config, batch_size, round(padded))
 
-    teacher_run = Distiller(recipe, get_task("mnli"), data_split(len(data)), {},
-                            WithPseudoClassifiers(teacher), Collator(tokenizer, None, 128), work)
+    teacher_run = Distiller(recipe.training, recipe.method,
+                            LoopData(get_task("mnli"), data_split(len(data)), {},
+                                     Collator(tokenizer, None, 128)),
+                            WithPseudoClassifiers(teacher), work)
     phases = {}
     s, mem = timed(lambda b: _train_step(teacher_run, b), data, device)
     phases["teacher_finetune"] = phase(s, 3 * fwd_flops(teacher.config), batch_size, mem, peak_flops)
@@ -181,8 +183,10 @@ def measure_pair(teacher_name: str, student_spec: str, tokenizer, batch_size: in
         wrapped = wrap_student(r, Student(student, tokenizer), heads, teacher.config.hidden_size)
         plan = layer_plan(r.method, len(backbone_widths(student)), len(heads.heads))
         cache_size = 1 + max(int(b.idx.max()) for b in data)
-        d = Distiller(r, get_task("mnli"), data_split(cache_size), {}, wrapped,
-                      Collator(tokenizer, None, 128), work, frozen, quiet=True, plan=plan)
+        d = Distiller(r.training, r.method, LoopData(get_task("mnli"), data_split(cache_size), {},
+                                                    Collator(tokenizer, None, 128)),
+                      wrapped, work, teaching=Teaching(frozen, plan=plan),
+                      quiet=True)
         for batch in data:  # the cache is full after the first epoch: time the later ones
             d.teacher_outputs(batch.to(device))
         s, mem = timed(lambda b: _train_step(d, b), data, device)

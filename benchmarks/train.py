@@ -35,10 +35,10 @@ GOAL_UKD_OVER_KD, GOAL_CACHE_SPEEDUP = 1.10, 2.0
 
 
 def _distiller(recipe: Recipe, work: Path, cache: bool) -> Distiller:
-    recipe = recipe.replace("training", cache_teacher=cache)
+    recipe = recipe.replace("training", cache_teacher=cache).with_student_lr()
     setup = prepare(recipe)
-    return Distiller(recipe, setup.data.spec, setup.data.train, setup.data.evals, setup.student,
-                     setup.collate, work, setup.teacher, setup.layer_map, quiet=True)
+    return Distiller(recipe.training, recipe.method, setup.loop_data(), setup.student, work,
+                     setup.accelerator, setup.teaching(), quiet=True)
 
 
 def _step(d: Distiller, batch) -> None:

@@ -7,7 +7,7 @@ import torch
 
 from ukd_compress import losses
 from ukd_compress.data import Collator, epoch_order, text_lengths
-from ukd_compress.distill import Distiller
+from ukd_compress.distill import Distiller, LoopData, Teaching
 from ukd_compress.errors import Interrupted
 from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers
 from ukd_compress.recipe import Recipe
@@ -35,13 +35,17 @@ def make(method="ukd", cache=True, checkpoint_every=100, workers=None):
     return recipe, teacher, student, kept
 
 
+def loop_data(sst2, collate: Collator) -> LoopData:
+    return LoopData(get_task("sst2"), sst2[0], sst2[1], collate)
+
+
 def run(tmp_path, sst2, minilm_tokenizer, **kwargs) -> tuple[Distiller, list]:
     recipe, teacher, student, kept = make(**kwargs)
     calls = []
     teacher.register_forward_hook(lambda *_: calls.append(1))
     collate = Collator(minilm_tokenizer, minilm_tokenizer, 64)
-    distiller = Distiller(recipe, get_task("sst2"), sst2[0], sst2[1], student, collate, tmp_path,
-                          teacher, kept, quiet=True)
+    distiller = Distiller(recipe.training, recipe.method, loop_data(sst2, collate), student,
+                          tmp_path, teaching=Teaching(teacher, kept), quiet=True)
     torch.manual_seed(7)
     distiller.train()
     return distiller, calls
@@ -81,15 +85,15 @@ def test_an_interrupted_run_resumes_where_its_checkpoint_left_off(tmp_path, sst2
             raise KeyboardInterrupt
 
     hook = student.register_forward_pre_hook(stop_on_eighth)
-    first = Distiller(recipe, get_task("sst2"), sst2[0], sst2[1], student, collate,
-                      tmp_path / "cut", teacher, kept, quiet=True)
+    first = Distiller(recipe.training, recipe.method, loop_data(sst2, collate), student,
+                      tmp_path / "cut", teaching=Teaching(teacher, kept), quiet=True)
     torch.manual_seed(7)
     with pytest.raises(Interrupted, match="stopped at step 7"):
         first.train()
     hook.remove()
     _, teacher, student, kept = make(checkpoint_every=2)  # a fresh process: new, untrained models
-    second = Distiller(recipe, get_task("sst2"), sst2[0], sst2[1], student, collate,
-                       tmp_path / "cut", teacher, kept, quiet=True)
+    second = Distiller(recipe.training, recipe.method, loop_data(sst2, collate), student,
+                       tmp_path / "cut", teaching=Teaching(teacher, kept), quiet=True)
     second.train(resume=True)
     assert second.progress.step == 12
     assert second.progress.losses == pytest.approx(full.progress.losses, rel=1e-4, abs=1e-6)
@@ -120,8 +124,8 @@ def test_last_layer_classifier_puts_the_final_logits_in_place_of_the_last_pseudo
     terms = {}
     for last in ("pseudo", "classifier"):
         r = recipe.replace("method", last_layer=last, alpha=0.0, beta=0.0)
-        d = Distiller(r, get_task("sst2"), sst2[0], sst2[1], student, collate, tmp_path / last,
-                      teacher, kept, quiet=True)
+        d = Distiller(r.training, r.method, loop_data(sst2, collate), student, tmp_path / last,
+                      teaching=Teaching(teacher, kept), quiet=True)
         d.student.eval()
         terms[last] = d.loss_terms(batch)["ukd"].item()
         s, t = d.student(**batch.student_inputs), teacher(**batch.teacher_inputs)

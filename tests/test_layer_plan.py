@@ -27,8 +27,8 @@ def test_all_but_last_window_and_weak_layers_combine():
 def test_gamma_schedules_change_the_weights_over_training():
     class At(Distiller):  # the schedule alone, without building a run
         def __init__(self, schedule: str, step: int):
-            self.recipe = Recipe().replace("method", gamma_schedule=schedule)
-            self.weights = self.recipe.method.weights()
+            self.loss = Recipe().replace("method", gamma_schedule=schedule).method
+            self.weights = self.loss.weights()
             self.total_steps, self.progress = 100, type("P", (), {"step": step})()
 
     assert At("constant", 90).scheduled_weights()["gamma"] == 0.5

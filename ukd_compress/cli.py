@@ -266,7 +266,7 @@ def teacher(ctx: click.Context, base: str, output: str | None, **_options) -> No
     if folder.exists():
         raise UserError(f"{folder} already exists; remove it or pass another --output")
     finetune_teacher(base, data.spec, data.teacher_train, data.evals, recipe, folder)
-    device = make_accelerator(recipe).device
+    device = make_accelerator(recipe.training).device
     *_, report, _ = load_teacher_with_heads(str(folder), data.spec, data.train, data.evals,
                                            recipe, data.source, device)
     click.echo(f"teacher saved to {folder}")

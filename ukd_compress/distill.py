@@ -1,9 +1,11 @@
 """The training loop: a student learns from labels and, if given, a frozen teacher.
 
 One loop serves teacher fine-tuning (method ``ce``, no teacher) and every distillation method.
-Accelerate owns devices, bf16 autocast on CUDA, gradient accumulation and multi-GPU
-(``accelerate launch`` needs no code change); this module owns the order of batches, the
-teacher-output cache, checkpoints every N steps, evaluation each epoch and the best checkpoint.
+It takes what it uses: training settings, a loss spec (the recipe's method section), the data,
+the model, an accelerator (its device and precision), and optionally what the teacher teaches.
+Accelerate owns devices, bf16 autocast, gradient accumulation and multi-GPU (``accelerate
+launch`` needs no code change); this module owns the order of batches, the teacher-output cache,
+checkpoints, evaluation each epoch and the best checkpoint.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from .data import Batch, Collator, batches, by_length, epoch_order, num_batches,
 from .heads import LayerOutputs, WithPseudoClassifiers
 from .layer_plan import LayerPlan
 from .methods import HIDDEN_TERMS
-from .recipe import Recipe
+from .recipe import MethodConfig, TrainingConfig
 from .run_folder import RunFolder
 from .errors import Interrupted
 from .files import write_with
@@ -53,12 +55,13 @@ def native_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-def make_accelerator(recipe: Recipe) -> Accelerator:
-    precision = recipe.training.precision
+def make_accelerator(training: TrainingConfig) -> Accelerator:
+    """The device, precision and gradient accumulation of ``training``: built once per run."""
+    precision = training.precision
     if precision == "auto":
         precision = "bf16" if native_bf16() else "fp32"
     return Accelerator(mixed_precision="bf16" if precision == "bf16" else "no",
-                       gradient_accumulation_steps=recipe.training.grad_accum)
+                       gradient_accumulation_steps=training.grad_accum)
 
 
 class TeacherCache:
@@ -124,24 +127,93 @@ def evaluate(model: nn.Module, splits: dict[str, datasets.Dataset], spec: TaskSp
             for name, split in splits.items()}
 
 
-class Distiller:
-    """Trains ``student`` on ``train`` with the recipe's method, evaluating on ``evals``."""
+@dataclass
+class LoopData:
+    """What the loop reads: the task, its training and eval splits, and how to batch them."""
 
-    def __init__(self, recipe: Recipe, spec: TaskSpec, train: datasets.Dataset,
-                 evals: dict[str, datasets.Dataset], student: WithPseudoClassifiers,
-                 collate: Collator, run_dir: Path, teacher: WithPseudoClassifiers | None = None,
-                 layer_map: list[int] | None = None, quiet: bool = False,
-                 plan: LayerPlan | None = None):
-        recipe = recipe.with_student_lr()
-        train, evals = collate.tokenized(train), {k: collate.tokenized(v) for k, v in evals.items()}
-        self.recipe, self.spec, self.train_split, self.evals = recipe, spec, train, evals
-        self.collate, self.run_dir, self.layer_map, self.quiet = collate, run_dir, layer_map, quiet
-        self.weights = recipe.method.weights()
-        self.accelerator = make_accelerator(recipe)
+    spec: TaskSpec
+    train: datasets.Dataset
+    evals: dict[str, datasets.Dataset]
+    collate: Collator
+
+
+@dataclass
+class Teaching:
+    """What a student learns from beside the labels: the frozen teacher with its pseudo
+    classifiers, the teacher layer each student layer matches (PKD), and the UKD layer plan."""
+
+    teacher: WithPseudoClassifiers
+    layer_map: list[int] | None = None
+    plan: LayerPlan | None = None
+
+
+class Checkpoints:
+    """A run's ``checkpoints/``: ``last/`` to resume from (model, optimizer, scheduler, RNG and
+    progress, as Accelerate saves them) and ``best.safetensors``, the best weights so far."""
+
+    def __init__(self, folder: Path, accelerator: Accelerator):
+        self.folder, self.accelerator = folder, accelerator
+        self.last, self.best = folder / "last", folder / "best.safetensors"
+
+    def save(self, progress: Progress) -> None:
+        """Written beside, then renamed over the last one. Not files.replace_folder: every
+        process of a multi-GPU run writes its part, and they meet between the steps."""
+        tmp, main = self.folder / "last.tmp", self.accelerator.is_main_process
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(tmp))
+        self.accelerator.wait_for_everyone()
+        if main:
+            (tmp / "progress.json").write_text(json.dumps(progress.__dict__, indent=1))
+            shutil.rmtree(self.last, ignore_errors=True)
+            tmp.rename(self.last)
+        self.accelerator.wait_for_everyone()
+
+    def load(self) -> Progress | None:
+        """Restore the last checkpoint's states and return its progress (None: there is none)."""
+        if not (self.last / "progress.json").is_file():
+            return None
+        self.accelerator.load_state(str(self.last))
+        return Progress(**json.loads((self.last / "progress.json").read_text()))
+
+    def save_best(self, model: nn.Module) -> None:
+        if self.accelerator.is_main_process:
+            state = self.accelerator.unwrap_model(model).state_dict()
+            write_with(self.best, lambda tmp: save_file(
+                {k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp)))
+
+    def load_best(self, model: nn.Module) -> nn.Module:
+        """``model`` unwrapped, with the best weights if any were saved."""
+        model = self.accelerator.unwrap_model(model)
+        if self.best.is_file():
+            model.load_state_dict(load_file(str(self.best)))
+        return model
+
+
+class Distiller:
+    """Trains ``student`` on ``data.train`` under ``training`` with the ``loss`` of a method,
+    evaluating on ``data.evals`` each epoch; ``run_dir`` gets checkpoints and status.json."""
+
+    def __init__(self, training: TrainingConfig, loss: MethodConfig, data: LoopData,
+                 student: WithPseudoClassifiers, run_dir: Path,
+                 accelerator: Accelerator | None = None, teaching: Teaching | None = None,
+                 quiet: bool = False):
+        if training.lr is None:
+            raise ValueError("training.lr is unset: Recipe.with_student_lr() fills it in")
+        collate = data.collate
+        train = collate.tokenized(data.train)
+        evals = {k: collate.tokenized(v) for k, v in data.evals.items()}
+        self.training, self.loss, self.spec = training, loss, data.spec
+        self.train_split, self.evals, self.collate, self.quiet = train, evals, collate, quiet
+        self.layer_map = teaching.layer_map if teaching else None
+        self.weights = loss.weights()
+        self.accelerator = accelerator or make_accelerator(training)
         self.device = self.accelerator.device
+        plan = teaching.plan if teaching else None
         self.plan = plan and LayerPlan(plan.student, plan.allowed.to(self.device))
         self.hidden_method = self.weights["delta"] > 0
-        cfg = recipe.training
+        cfg = training
         self.steps_per_epoch = math.ceil(num_batches(len(train), cfg.batch_size) / cfg.grad_accum)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         if cfg.max_steps is not None:
@@ -157,16 +229,16 @@ class Distiller:
             optimizer, int(cfg.warmup_ratio * self.total_steps), self.total_steps)
         self.student, self.optimizer, self.scheduler = self.accelerator.prepare(
             student, optimizer, scheduler)
-        self.teacher = teacher
+        self.teacher = teacher = teaching.teacher if teaching else None
         self.cache = None
         if teacher is not None:
             teacher.to(self.device).eval().requires_grad_(False)
             if cfg.cache_teacher and not self.hidden_method and teacher.pseudo is not None:
                 self.cache = TeacherCache(len(train), len(teacher.pseudo.heads),
-                                          spec.num_labels, self.device)
+                                          data.spec.num_labels, self.device)
         self.progress = Progress()
         self.run = RunFolder(run_dir)
-        self.checkpoints = self.run.checkpoints
+        self.checkpoints = Checkpoints(self.run.checkpoints, self.accelerator)
 
     # --- the loss -------------------------------------------------------------------------
     def teacher_outputs(self, batch: Batch) -> LayerOutputs:
@@ -181,7 +253,7 @@ class Distiller:
 
     def scheduled_weights(self) -> dict[str, float]:
         """The method's loss weights at the current step, after its gamma schedule."""
-        w, schedule = dict(self.weights), self.recipe.method.gamma_schedule
+        w, schedule = dict(self.weights), self.loss.gamma_schedule
         done = self.progress.step / self.total_steps
         if schedule == "decay":
             w["gamma"] *= 1 - done
@@ -194,7 +266,7 @@ class Distiller:
 
     def loss_terms(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Each weighted term of the method's loss for one batch, and their sum as ``loss``."""
-        w, method = self.scheduled_weights(), self.recipe.method
+        w, method = self.scheduled_weights(), self.loss
         with self.accelerator.autocast():
             s = self.student(with_states=self.hidden_method, **batch.student_inputs)
         terms = {"ce": losses.task_loss(s.logits.float(), batch.labels)}
@@ -224,43 +296,12 @@ class Distiller:
         terms["loss"] = sum(weight[k] * v for k, v in terms.items())
         return terms
 
-    # --- checkpoints ----------------------------------------------------------------------
+    # --- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        """Model, optimizer, scheduler, RNG and progress, written beside then renamed over."""
-        tmp, last = self.checkpoints / "last.tmp", self.checkpoints / "last"
-        main = self.accelerator.is_main_process
-        if main:
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(tmp))
-        self.accelerator.wait_for_everyone()
-        if main:
-            (tmp / "progress.json").write_text(json.dumps(self.progress.__dict__, indent=1))
-            shutil.rmtree(last, ignore_errors=True)
-            tmp.rename(last)
-        self.accelerator.wait_for_everyone()
-
-    def load_checkpoint(self) -> bool:
-        last = self.checkpoints / "last"
-        if not (last / "progress.json").is_file():
-            return False
-        self.accelerator.load_state(str(last))
-        self.progress = Progress(**json.loads((last / "progress.json").read_text()))
-        return True
-
-    def save_best(self) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        state = self.accelerator.unwrap_model(self.student).state_dict()
-        write_with(self.checkpoints / "best.safetensors", lambda tmp: save_file(
-            {k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp)))
+        self.checkpoints.save(self.progress)
 
     def load_best(self) -> WithPseudoClassifiers:
-        model = self.accelerator.unwrap_model(self.student)
-        best = self.checkpoints / "best.safetensors"
-        if best.is_file():
-            model.load_state_dict(load_file(str(best)))
-        return model
+        return self.checkpoints.load_best(self.student)
 
     # --- the loop -------------------------------------------------------------------------
     def write_status(self, phase: str) -> None:
@@ -270,7 +311,7 @@ class Distiller:
             return
         p = self.progress
         status = {"phase": phase, "step": p.step, "total_steps": self.total_steps,
-                  "epoch": p.epoch, "epochs": self.recipe.training.epochs,
+                  "epoch": p.epoch, "epochs": self.training.epochs,
                   "loss": p.losses[-1] if p.losses else None, "history": p.history,
                   "updated": time.time()}
         self.run.write_status(status)
@@ -279,7 +320,7 @@ class Distiller:
     def evaluate_student(self) -> dict[str, dict[str, float]]:
         backbone = self.accelerator.unwrap_model(self.student).backbone
         metrics = evaluate(backbone, self.evals, self.spec, self.collate,
-                           self.recipe.training.batch_size, self.device)
+                           self.training.batch_size, self.device)
         self.student.train()
         return metrics
 
@@ -289,7 +330,7 @@ class Distiller:
         self.progress.history.append({"epoch": epoch, "step": self.progress.step, "eval": metrics})
         if score > self.progress.best_metric:
             self.progress.best_metric, self.progress.best_step = score, self.progress.step
-            self.save_best()
+            self.checkpoints.save_best(self.student)
         if not self.quiet:
             tqdm.write(f"epoch {epoch + 1}: {json.dumps(metrics)}")
 
@@ -306,14 +347,17 @@ class Distiller:
 
     def train(self, resume: bool = False) -> Progress:
         """Run (or resume) training; returns the progress with the per-epoch history."""
-        cfg = self.recipe.training
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        if resume and self.load_checkpoint() and not self.quiet:
-            tqdm.write(f"resumed at step {self.progress.step} (epoch {self.progress.epoch + 1})")
+        cfg = self.training
+        self.checkpoints.folder.mkdir(parents=True, exist_ok=True)
+        saved = self.checkpoints.load() if resume else None
+        if saved is not None:
+            self.progress = saved
+            if not self.quiet:
+                tqdm.write(f"resumed at step {saved.step} (epoch {saved.epoch + 1})")
         self.student.train()
         p = self.progress
         bar = tqdm(total=self.total_steps, initial=p.step, disable=self.quiet, unit="step",
-                   desc=f"{self.recipe.method.name}", dynamic_ncols=True)
+                   desc=f"{self.loss.name}", dynamic_ncols=True)
         seen, started, pending = 0, time.perf_counter(), []
         checkpointed = time.monotonic()
         lengths = text_lengths(self.train_split) if cfg.group_by_length else None

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from accelerate import Accelerator
 from transformers import PreTrainedTokenizerBase, set_seed
 
 from .data import Collator
-from .distill import Distiller, make_accelerator
+from .distill import Distiller, LoopData, Teaching, make_accelerator
 from .errors import Interrupted, UserError
 from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths
 from .layer_plan import LayerPlan, layer_plan
@@ -64,6 +65,13 @@ class Setup:
     collate: Collator
     layer_map: list[int]
     plan: LayerPlan
+    accelerator: Accelerator            # the run's device and precision, built once
+
+    def loop_data(self) -> LoopData:
+        return LoopData(self.data.spec, self.data.train, self.data.evals, self.collate)
+
+    def teaching(self) -> Teaching:
+        return Teaching(self.teacher, self.layer_map, self.plan)
 
 
 def wrap_student(recipe: Recipe, student: Student, teacher_heads: PseudoClassifiers,
@@ -122,9 +130,9 @@ def prepare(recipe: Recipe, saved_tokenizer: Path | None = None) -> Setup:
     data = training_data(recipe)
     check_fits(recipe.student.spec, load_config(recipe.teacher.name).num_hidden_layers)
     teacher_name = resolve_teacher(recipe, data.spec, data.teacher_train, data.evals)
-    device = make_accelerator(recipe).device
+    accelerator = make_accelerator(recipe.training)
     teacher, tokenizer, heads, report, heads_folder = load_teacher_with_heads(
-        teacher_name, data.spec, data.train, data.evals, recipe, data.source, device)
+        teacher_name, data.spec, data.train, data.evals, recipe, data.source, accelerator.device)
     set_seed(recipe.training.seed)  # the same student and dropout whether the teacher was cached
     own = student_vocabulary(recipe, tokenizer, data.all_train, saved_tokenizer)
     student = build_student(recipe.student.spec, teacher, tokenizer, data.spec.label_names,
@@ -144,7 +152,7 @@ def prepare(recipe: Recipe, saved_tokenizer: Path | None = None) -> Setup:
                      for k in ("copied", "averaged", "special", "unknown")}}
     return Setup(data, WithPseudoClassifiers(teacher, heads, pooling=recipe.method.layer_pooling),
                  teacher_name, report, heads_folder, wrapped, student.tokenizer, vocabulary,
-                 collate, layer_map, plan)
+                 collate, layer_map, plan, accelerator)
 
 
 def default_output(recipe: Recipe) -> Path:
@@ -187,13 +195,12 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
     if setup.vocabulary is not None and not work.student_tokenizer.is_dir():
         replace_folder(work.student_tokenizer, setup.student_tokenizer.save_pretrained)
     shutil.copytree(setup.teacher_heads_folder, work.teacher_heads, dirs_exist_ok=True)
-    distiller = Distiller(recipe, setup.data.spec, setup.data.train, setup.data.evals,
-                          setup.student, setup.collate, work.path, setup.teacher, setup.layer_map,
-                          quiet, setup.plan)
+    distiller = Distiller(recipe.training, recipe.method, setup.loop_data(), setup.student,
+                          work.path, setup.accelerator, setup.teaching(), quiet)
     try:
         progress = distiller.train(resume=resume is not None)
     except Interrupted as exc:
-        raise Interrupted(f"{exc}; continue with: ukd-compress distill --resume {work}") from None
+        raise Interrupted(f"{exc}; continue with: ukd-compress distill --resume {work.path}") from None
     best = distiller.load_best()
     strip(best, setup.student_tokenizer, work.student)
     student_metrics = next((h["eval"] for h in progress.history

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import datasets
@@ -19,12 +20,12 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
 from .data import Collator, batches, by_length
-from .distill import Distiller, native_bf16
+from .distill import Distiller, LoopData, native_bf16
 from .errors import Interrupted
 from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths, layer_states
 from .losses import task_loss
 from .models import BASE_ALIASES, load_base_classifier, load_teacher, load_tokenizer
-from .recipe import Recipe
+from .recipe import MethodConfig, Recipe, TrainingConfig
 from .files import cache_folder
 from .strip import save_model_folder
 from .tasks import TaskSpec, compute_metrics, subsample
@@ -41,14 +42,14 @@ def finetune_teacher(base: str, spec: TaskSpec, train: datasets.Dataset,
     tokenizer = load_tokenizer(base)
     model = load_base_classifier(base, spec.label_names)
     cfg = recipe.teacher
-    teacher_recipe = Recipe(task=recipe.task).replace("method", name="ce").replace(
-        "training", epochs=cfg.finetune_epochs, lr=cfg.finetune_lr,
-        batch_size=cfg.finetune_batch_size, seed=recipe.training.seed,
-        group_by_length=recipe.training.group_by_length, precision=recipe.training.precision)
+    training = TrainingConfig(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr,
+                              batch_size=cfg.finetune_batch_size, seed=recipe.training.seed,
+                              group_by_length=recipe.training.group_by_length,
+                              precision=recipe.training.precision)
     work = folder.with_name(folder.name + ".work")
     collate = Collator(tokenizer, None, recipe.task.max_length, spec.is_regression)
-    distiller = Distiller(teacher_recipe, spec, train, evals, WithPseudoClassifiers(model),
-                          collate, work)
+    distiller = Distiller(training, MethodConfig("ce"), LoopData(spec, train, evals, collate),
+                          WithPseudoClassifiers(model), work)
     try:
         distiller.train(resume=True)
     except Interrupted as exc:
@@ -59,7 +60,7 @@ def finetune_teacher(base: str, spec: TaskSpec, train: datasets.Dataset,
                       {"teacher.json": json.dumps({"base": base, "task": spec.name,
                                                    "history": metrics,
                                                    "training": distiller.throughput,
-                                                   "recipe": teacher_recipe.to_yaml()}, indent=1)})
+                                                   "settings": asdict(training)}, indent=1)})
     shutil.rmtree(work, ignore_errors=True)
     return folder
 
