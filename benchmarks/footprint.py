@@ -17,7 +17,7 @@ Goals (issue 12): no torch in the command line's --help and tasks, nor in the se
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import statistics
 import subprocess
@@ -73,10 +73,11 @@ def server(env: dict[str, str], run_dir: Path) -> dict:
             "maps_libtorch": torch}
 
 
-def bento_size(env: dict[str, str], run_dir: Path) -> dict:
+def bento_size(env: dict[str, str], run_dir: Path, source: Path) -> dict:
+    """Built from the source folder: `bentoml build` reads no file outside its working folder."""
     home = Path(env["BENTOML_HOME"])
     done = subprocess.run([sys.executable, "-m", "ukd_compress", "bento", str(run_dir), "--build"],
-                          env=env, capture_output=True, text=True)
+                          env=env, capture_output=True, text=True, cwd=source)
     if done.returncode != 0:
         raise RuntimeError(f"ukd-compress bento --build failed: {done.stderr[-2000:]}")
     bento = next((home / "bentos" / "ukd-compress").glob("*/bento.yaml")).parent
@@ -88,10 +89,14 @@ def bento_size(env: dict[str, str], run_dir: Path) -> dict:
 
 
 def measure(source: Path, run_dir: Path, work: Path) -> dict:
+    """Every figure of the code in ``source``; run from ``work``, since a process started with
+    ``-c`` or ``-m`` finds modules in its working folder before PYTHONPATH."""
     env = {**os.environ, "PYTHONPATH": str(source), "HF_HUB_OFFLINE": "1",
            "BENTOML_HOME": str(work / "bentoml"), "TOKENIZERS_PARALLELISM": "false"}
-    return {"help": cli(env, "--help"), "tasks": cli(env, "tasks"),
-            "server": server(env, run_dir), "bento": bento_size(env, run_dir)}
+    work.mkdir(parents=True)
+    with contextlib.chdir(work):
+        return {"help": cli(env, "--help"), "tasks": cli(env, "tasks"),
+                "server": server(env, run_dir), "bento": bento_size(env, run_dir, source)}
 
 
 def run(run_dir: Path, baseline: str = "d56821a") -> dict:

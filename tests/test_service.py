@@ -512,7 +512,8 @@ def test_serve_without_an_export_is_a_clear_error(tmp_path):
 def test_bento_build_serves_the_same_student(sst2_run, tmp_path):
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml")}
     built = subprocess.run([sys.executable, "-m", "ukd_compress", "bento", str(sst2_run),
-                            "--build"], capture_output=True, text=True, timeout=600, env=env)
+                            "--build"], capture_output=True, text=True, timeout=600, env=env,
+                           cwd=tmp_path)  # outside the source tree, where a user may be
     assert built.returncode == 0, built.stderr[-3000:]
     assert "saved ukd-student:" in built.stdout
     info = ModelInfo.load(sst2_run)

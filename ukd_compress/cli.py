@@ -429,6 +429,7 @@ def bento(run_dir: str, name: str, build: bool) -> None:
         if not (root / "bentofile.yaml").is_file():
             raise UserError(f"no bentofile.yaml in {root}: build from a source checkout")
         argv = [sys.executable, "-m", "bentoml", "build", str(root)]
+        os.chdir(root)  # bentoml build reads no file outside its working folder
         os.execvpe(argv[0], argv, {**os.environ, "UKD_MODEL": tag})
 
 
