@@ -168,10 +168,10 @@ class Jobs:
             on_disk = run.path.exists() or run.partial().path.exists()
             if on_disk or f"runs/{name}" in taken:
                 raise JobError(409, f"run folder runs/{name} already exists or is queued", "name")
-            record = self._write({"id": job_id, "state": "queued",
-                                  "spec": spec.model_copy(update={"name": name}).model_dump(),
-                                  "run_dir": f"runs/{name}", "created": time.time(),
-                                  "resume": False, "log": f"jobs/{job_id}.log"})
+            self._write({"id": job_id, "state": "queued",
+                         "spec": spec.model_copy(update={"name": name}).model_dump(),
+                         "run_dir": f"runs/{name}", "created": time.time(),
+                         "resume": False, "log": f"jobs/{job_id}.log"})
         self._queue.put(job_id)
         return self.status(job_id)
 

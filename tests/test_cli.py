@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors import safe_open
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -79,7 +78,7 @@ def test_cnn_student_from_the_teacher_tokenizer(tmp_path):
     result = ukd("distill", *SMALL, "--student", "cnn", "--student-hidden", "32",
                  "--output", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-3000:]
-    import ukd_compress  # noqa: F401  registers the CNN with the Auto classes
+    import ukd_compress.students.small  # noqa: F401  registers the CNN with the Auto classes
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "student")
     assert type(model).__name__ == "CNNForSequenceClassification"
     assert "lr: 0.001\n" in (tmp_path / "run" / "recipe.yaml").read_text()  # from-scratch rate

@@ -1,7 +1,5 @@
 """The loop on real SST-2 text with tiny models: teacher cache, resume, best checkpoint."""
 
-import copy
-
 import pytest
 import torch
 

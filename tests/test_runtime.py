@@ -49,3 +49,19 @@ def test_encoder_without_a_fast_tokenizer_is_a_clear_error(minilm_tokenizer, tmp
     (tmp_path / "tokenizer.json").unlink()
     with pytest.raises(UserError, match="tokenizer.json"):
         Encoder(tmp_path, 128)
+
+
+def test_export_and_service_import_no_training():
+    """A fresh process that imports every module of export/ and service/ loads neither the loop,
+    teacher fine-tuning, nor a run's pipeline."""
+    import subprocess
+    import sys
+
+    modules = ["ukd_compress.export." + m for m in ("run", "bento", "onnx_export", "latency")]
+    modules += ["ukd_compress.service." + m for m in ("service", "jobs", "model", "supervise")]
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
+            + "print(sorted(m for m in sys.modules if m in ('ukd_compress.distill', "
+              "'ukd_compress.teacher', 'ukd_compress.pipeline')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
