@@ -127,9 +127,9 @@ class UKDCompress:
                                     settings.max_batch_size, settings.max_latency_ms)
         self.jobs = (Jobs(settings.models_root, settings.data_dir) if settings.job_token
                      else None)
-        # BentoML, pydantic and ORT leave many long-lived objects: a full garbage collection need
-        # not walk them on every request. (With torch and transformers loaded, as before the
-        # server went without them, each one stalled every request in flight ~0.4 s.)
+        # BentoML, pydantic and ORT leave many long-lived objects that every full garbage
+        # collection would walk. Without this, 2,000 requests from 32 clients had a p99 of
+        # 142-161 ms instead of 64-77 (3 runs each, this torch-free server, 2-core CPU).
         gc.freeze()
 
     @bentoml.api
