@@ -35,7 +35,7 @@ GOAL_UKD_OVER_KD, GOAL_CACHE_SPEEDUP = 1.10, 2.0
 
 
 def _distiller(recipe: Recipe, work: Path, cache: bool) -> Distiller:
-    recipe = recipe.replace("training", cache_teacher=cache).with_student_lr()
+    recipe = recipe.replace("training", cache_teacher=cache).validate().with_student_lr()
     setup = prepare(recipe)
     return Distiller(recipe.training, recipe.method, setup.loop_data(), setup.student, work,
                      setup.accelerator, setup.teaching(), quiet=True)

@@ -117,7 +117,8 @@ def data_options(f):
 
 
 def build_recipe(ctx: click.Context, recipe_file: str | None):
-    """The recipe file (or defaults) with every option the user typed applied on top."""
+    """The recipe file (or defaults) with every option the user typed applied on top; the
+    command that runs it validates it (a recipe file is validated as it is read)."""
     from .recipe import Recipe
 
     recipe = Recipe.from_yaml(recipe_file) if recipe_file else Recipe()
@@ -129,7 +130,7 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
             continue
         section, field = RECIPE_OPTIONS[param]
         recipe = recipe.replace(section, **{field: list(value) if isinstance(value, tuple) else value})
-    return recipe.validate()
+    return recipe
 
 
 @cli.command()
@@ -257,7 +258,7 @@ def teacher(ctx: click.Context, base: str, output: str | None, **_options) -> No
     from .pipeline import training_data
     from .teacher import finetune_teacher, load_teacher_with_heads, teacher_folder
 
-    recipe = build_recipe(ctx, None)
+    recipe = build_recipe(ctx, None).validate()
     for name in ("epochs", "lr", "batch_size"):
         if ctx.params[name] is not None:
             recipe = recipe.replace("teacher", **{f"finetune_{name}": ctx.params[name]})

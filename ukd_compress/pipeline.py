@@ -125,8 +125,8 @@ def student_vocabulary(recipe: Recipe, teacher_tokenizer: PreTrainedTokenizerBas
 
 
 def prepare(recipe: Recipe, saved_tokenizer: Path | None = None) -> Setup:
-    """Load and check everything a run needs; ``saved_tokenizer`` is a resumed run's vocabulary."""
-    recipe.validate()
+    """Load and check everything a run of ``recipe`` (validated) needs; ``saved_tokenizer`` is a
+    resumed run's vocabulary."""
     data = training_data(recipe)
     check_fits(recipe.student.spec, load_config(recipe.teacher.name).num_hidden_layers)
     teacher_name = resolve_teacher(recipe, data.spec, data.teacher_train, data.evals)
@@ -183,7 +183,7 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
                             "with recipe.yaml)")
         recipe = work.recipe()
     else:
-        recipe = recipe.with_student_lr()
+        recipe = recipe.validate().with_student_lr()
         work = RunFolder(output or default_output(recipe)).partial()
         for run in (work.final(), work):
             if run.path.exists():
