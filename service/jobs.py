@@ -25,10 +25,10 @@ from pathlib import Path, PurePosixPath
 from pydantic import BaseModel, ConfigDict, Field
 
 from ukd_compress.errors import UserError
+from ukd_compress.files import write_json
 from ukd_compress.methods import METHODS
 from ukd_compress.recipe import MIN_VOCAB, Recipe
 from ukd_compress.run_folder import RunFolder
-from ukd_compress.files import write_json
 
 UNFINISHED = ("queued", "running")
 JOB_ID = re.compile(r"^[0-9a-f]{12}$")

@@ -20,15 +20,12 @@ from ukd_compress.files import sha256
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What a client of the model needs to know, read from io.json."""
+    """The ONNX file served, its id, and its io.json (labels, pairs, task, max_length)."""
 
     folder: Path
     onnx_file: str
     model_id: str                 # "sha256:<hex>" of the ONNX file served
-    labels: list[str]
-    pairs: bool                   # the model classifies sentence pairs (NLI, paraphrase)
-    task: str
-    max_length: int
+    io: ModelIO
 
     @classmethod
     def load(cls, path: str | Path, onnx_file: str = ONNX_FILE) -> "ModelInfo":
@@ -36,9 +33,7 @@ class ModelInfo:
         if not (folder / onnx_file).is_file():
             raise UserError(f"{folder / onnx_file} does not exist (`ukd-compress export --int8` "
                             f"writes {INT8_FILE})")
-        io = ModelIO.read(folder)
-        return cls(folder, onnx_file, "sha256:" + sha256(folder / onnx_file), io.labels,
-                   io.pairs, io.task, io.max_length)
+        return cls(folder, onnx_file, "sha256:" + sha256(folder / onnx_file), ModelIO.read(folder))
 
 
 CHUNK = 16  # items per ONNX Runtime call within a batch
@@ -50,7 +45,7 @@ class OnnxStudent:
     def __init__(self, info: ModelInfo, threads: int | None = None):
         self.info = info
         self.session = ort_session(info.folder / info.onnx_file, threads or os.cpu_count())
-        self.encoder = Encoder(info.folder, info.max_length)
+        self.encoder = Encoder(info.folder, info.io.max_length)
 
     def probabilities(self, items: list[list[str]]) -> np.ndarray:
         """(items, labels) softmax probabilities; an item is [text] or [text_a, text_b].
@@ -59,10 +54,10 @@ class OnnxStudent:
         length rather than to the longest text of the batch.
         """
         first = [item[0] for item in items]
-        second = [item[1] for item in items] if self.info.pairs else None
+        second = [item[1] for item in items] if self.info.io.pairs else None
         encodings = self.encoder.encode(first, second)
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-        logits = np.empty((len(items), len(self.info.labels)))
+        logits = np.empty((len(items), len(self.info.io.labels)))
         for chunk in np.array_split(order, -(-len(order) // CHUNK)):
             logits[chunk] = ort_logits(self.session,
                                        self.encoder.pad([encodings[i] for i in chunk]))

@@ -135,20 +135,20 @@ class UKDCompress:
     @bentoml.api
     async def predict(self, request: PredictRequest, /) -> Predictions:
         """Label and probabilities per label name for each text (or pair)."""
-        info = self.info
-        if info is None:
+        if self.info is None:
             return error(503, "no model is served: start with `ukd-compress serve RUN_DIR`, "
                               "or set UKD_MODEL to a run folder or a BentoML model tag")
-        if info.pairs and request.texts is not None:
-            return error(400, f"this model classifies sentence pairs (task {info.task}): "
+        io = self.info.io
+        if io.pairs and request.texts is not None:
+            return error(400, f"this model classifies sentence pairs (task {io.task}): "
                               'send {"pairs": [["premise", "hypothesis"]]}', "texts")
-        if not info.pairs and request.pairs is not None:
-            return error(400, f"this model classifies single texts (task {info.task}): "
+        if not io.pairs and request.pairs is not None:
+            return error(400, f"this model classifies single texts (task {io.task}): "
                               'send {"texts": ["..."]}', "pairs")
         items = [[t] for t in request.texts] if request.texts else [list(p) for p in request.pairs]
         probabilities = await self.classify(items)
-        return Predictions(model=info.model_id, predictions=[
-            self._prediction(p, info.labels) for p in probabilities])
+        return Predictions(model=self.info.model_id, predictions=[
+            self._prediction(p, io.labels) for p in probabilities])
 
     @staticmethod
     def _prediction(probabilities: list[float], labels: list[str]) -> Prediction:

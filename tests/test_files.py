@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ukd_compress.errors import UserError
 from ukd_compress.files import cache_folder, replace_folder, write_json, write_with
 from ukd_compress.run_folder import RunFolder
 
@@ -56,7 +57,8 @@ def test_a_run_folder_knows_its_partial_and_final_names(tmp_path):
     assert run.status()["step"] == 3
     final = run.finish()
     assert final.path == tmp_path / "sst2-ukd" and final.final() is final
-    assert not run.path.exists() and final.recipe_file.is_file() and not final.is_finished
+    assert not run.path.exists() and final.recipe_file.is_file()
+    with pytest.raises(UserError, match="not a finished run folder"):
+        final.report()
     final.write_report({"task": "sst2"})
-    final.student.mkdir()
-    assert final.is_finished and final.report() == {"task": "sst2"}
+    assert final.report() == {"task": "sst2"}

@@ -28,13 +28,13 @@ from transformers import get_linear_schedule_with_warmup
 
 from . import losses
 from .data import Batch, Collator, batches, by_length, epoch_order, num_batches, text_lengths
+from .errors import Interrupted
+from .files import write_with
 from .heads import LayerOutputs, WithPseudoClassifiers
 from .layer_plan import LayerPlan
 from .methods import HIDDEN_TERMS
 from .recipe import MethodConfig, TrainingConfig
 from .run_folder import RunFolder
-from .errors import Interrupted
-from .files import write_with
 from .tasks import TaskSpec, compute_metrics, selection_score
 
 

@@ -100,10 +100,6 @@ class RunFolder:
     def is_resumable(self) -> bool:
         return self.is_partial and self.recipe_file.is_file()
 
-    @property
-    def is_finished(self) -> bool:
-        return not self.is_partial and self.report_file.is_file() and self.student.is_dir()
-
     # --- its files ---------------------------------------------------------------------
     def recipe(self):
         from .recipe import Recipe

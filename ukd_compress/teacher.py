@@ -22,11 +22,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 from .data import Collator, batches, by_length
 from .distill import Distiller, LoopData, native_bf16
 from .errors import Interrupted
+from .files import cache_folder
 from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths, layer_states
 from .losses import task_loss
 from .models import BASE_ALIASES, load_base_classifier, load_teacher, load_tokenizer
 from .recipe import MethodConfig, Recipe, TrainingConfig
-from .files import cache_folder
 from .strip import save_model_folder
 from .tasks import TaskSpec, compute_metrics, subsample
 
