@@ -113,3 +113,19 @@ def test_small_students_use_mse_for_one_label():
     out = model(input_ids=ids, labels=torch.tensor([1.0, 2.5, 4.0]))
     assert out.loss.item() == pytest.approx(
         torch.nn.functional.mse_loss(out.logits.squeeze(-1), torch.tensor([1.0, 2.5, 4.0])).item())
+
+
+def test_the_correct_gate_keeps_a_wrong_student_from_the_teacher_layers_wrong_with_it():
+    teacher = torch.tensor([[[5.0, -5.0], [-5.0, 5.0]],     # example 0: layer 0 right (label 0)
+                            [[5.0, -5.0], [4.0, -4.0]]])    # example 1: both wrong (label 1)
+    student = torch.tensor([[[-4.0, 4.0]], [[4.0, -4.0]]])  # both student layers say the wrong class
+    labels = torch.tensor([0, 1])
+    gate = losses.correct_layers(teacher, labels)
+    assert gate.tolist() == [[[True, False]], [[True, True]]]  # none right: all stay
+    ungated = losses.layer_attention(student, teacher)
+    gated = losses.layer_attention(student, teacher, allowed=gate)
+    assert ungated[0, 0, 1] > 0.99 and gated[0, 0, 0] == 1.0
+    assert torch.equal(gated[1], ungated[1])
+    window = torch.tensor([[False, True]])                  # within a plan's layers: none right
+    assert losses.correct_layers(teacher, labels, window).tolist() == [[[False, True]],
+                                                                       [[False, True]]]

@@ -29,7 +29,7 @@ RECIPE_OPTIONS = {
     "attention_scale": ("method", "attention_scale"), "layer_pooling": ("method", "layer_pooling"),
     "attention_temperature": ("method", "attention_temperature"),
     "ukd_layers": ("method", "ukd_layers"), "teacher_layers": ("method", "teacher_layers"),
-    "last_layer": ("method", "last_layer"),
+    "last_layer": ("method", "last_layer"), "teacher_gate": ("method", "teacher_gate"),
     "drop_weak_layers": ("method", "drop_weak_layers"), "layer_reduce": ("method", "layer_reduce"),
     "gamma_schedule": ("method", "gamma_schedule"),
     "epochs": ("training", "epochs"), "batch_size": ("training", "batch_size"),
@@ -165,6 +165,9 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
 @click.option("--teacher-layers", type=click.Choice(["all", "window"]),
               help="Teacher layers a student layer attends to: all, or those at or above its "
                    "relative depth.")
+@click.option("--teacher-gate", type=click.Choice(["all", "correct"]),
+              help="Per training example, attend to all teacher layers, or only to those whose "
+                   "pseudo classifier gets its label right (all of them if none does).")
 @click.option("--drop-weak-layers", type=click.FloatRange(0),
               help="Leave out teacher layers whose pseudo classifier scores this many points "
                    "below the best one.")

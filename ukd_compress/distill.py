@@ -283,6 +283,8 @@ class Distiller:
                 allowed = None
                 if self.plan is not None:
                     student, allowed = student[:, self.plan.student], self.plan.allowed
+                if method.teacher_gate == "correct" and teacher.shape[-1] > 1:
+                    allowed = losses.correct_layers(teacher, batch.labels, allowed)
                 terms["ukd"] = losses.ukd(student.float(), teacher.float(), T,
                                           method.attention_space, method.attention_scale,
                                           method.attention_temperature, allowed,

@@ -46,7 +46,8 @@ def layer_attention(student_pseudo: torch.Tensor, teacher_pseudo: torch.Tensor,
     rows summing to 1. ``space``: dot products of raw logits or of log-probabilities (one
     label, as in regression: minus the squared distance);
     ``scale`` divides them by sqrt(labels), ``temperature`` by itself (higher: flatter);
-    ``allowed`` (M, L) bool, if given, limits each student layer to some teacher layers.
+    ``allowed`` (M, L) or (batch, M, L) bool, if given, limits each student layer to some
+    teacher layers.
     """
     if student_pseudo.shape[-1] == 1:
         # One output (regression): a dot product of two scalars only says which teacher layer
@@ -80,6 +81,22 @@ def ukd(student_pseudo: torch.Tensor, teacher_pseudo: torch.Tensor, temperature:
     projected = weights @ teacher_pseudo
     per_layer = soft_target_loss(student_pseudo, projected, temperature)
     return per_layer * student_pseudo.shape[1] if reduce == "sum" else per_layer
+
+
+def correct_layers(teacher_pseudo: torch.Tensor, labels: torch.Tensor,
+                   allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """(batch, M or 1, L) bool: per example, the teacher layers whose pseudo classifier predicts
+    its label, within ``allowed`` (M, L) if given. Where no allowed layer is right, all allowed
+    layers stay: the gate never empties a row.
+
+    With attention on logits, a student layer that is wrong on an example attends most to the
+    teacher layers that are wrong with it; gated, it only learns from layers that are right.
+    """
+    right = (teacher_pseudo.argmax(-1) == labels.unsqueeze(-1)).unsqueeze(1)  # (batch, 1, L)
+    if allowed is None:
+        allowed = torch.ones_like(right)
+    gated = right & allowed
+    return torch.where(gated.any(-1, keepdim=True), gated, allowed.expand_as(gated))
 
 
 def teacher_window(student_layers: int, teacher_layers: int) -> torch.Tensor:

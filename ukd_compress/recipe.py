@@ -16,6 +16,7 @@ from .methods import METHODS
 METHOD_CHOICES = {
     "attention_space": ("logits", "logprobs"), "layer_pooling": ("mean", "cls"),
     "ukd_layers": ("all", "all_but_last"), "teacher_layers": ("all", "window"),
+    "teacher_gate": ("all", "correct"),
     "last_layer": ("pseudo", "classifier"),
     "layer_reduce": ("sum", "mean"), "gamma_schedule": ("constant", "decay", "two_stage"),
 }
@@ -87,6 +88,8 @@ class MethodConfig:
     teacher_layers: str = "all"      # what a student layer attends to: all | window (teacher
                                      # layers at or above its relative depth)
     drop_weak_layers: float | None = None  # drop teacher layers this many points below the best
+    teacher_gate: str = "all"        # per example, attend to all teacher layers, or only to
+                                     # those whose pseudo classifier gets its label right
     # The UKD term over student layers: mean (its weight does not grow with the student's depth)
     # or sum. Paired over 3 seeds on SST-2 (8,000 examples, teacher:2) mean beat kd by +0.88,
     # sum by +0.31; see benchmarks/results/quality.md.
