@@ -1,7 +1,7 @@
 """quality: a paired study of methods over seeds, tasks and budgets.
 
 A study is rows of (task, training examples, epochs, student) and the methods to compare on each,
-over seeds 0..N-1. Seeds are paired: seed s gives every method the same training sample, batch
+over seeds 0..N-1 (the study's N, or a row's own ``seeds``). Seeds are paired: seed s gives every method the same training sample, batch
 order, initialisation and dropout, so ``ukd - kd`` at seed s compares like with like. The
 teacher is fine-tuned once per (task, budget) with the default seed and then fixed.
 
@@ -108,7 +108,9 @@ def load_study(path: Path | None, overrides: dict) -> dict:
             study = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise UserError(f"cannot read study {path}: {exc}") from None
-    study.update({k: v for k, v in overrides.items() if k == "seeds" and v is not None})
+    if overrides.get("seeds") is not None:  # the command line's seeds win over every row's
+        study["seeds"] = overrides["seeds"]
+        study["rows"] = [{k: v for k, v in row.items() if k != "seeds"} for row in study["rows"]]
     row_overrides = {k: v for k, v in overrides.items() if k != "seeds" and v is not None}
     if row_overrides:
         study["rows"] = [{**row, **row_overrides} for row in study["rows"]]
@@ -122,7 +124,7 @@ def study_runs(study: dict) -> list[Run]:
             parse_student(student)  # a typo fails before any run starts
             for token in row["methods"]:
                 method, variant, _ = parse_method(token)
-                for seed in range(study["seeds"]):
+                for seed in range(row.get("seeds", study["seeds"])):
                     runs.append(Run(row["task"], row.get("train_examples"), row["epochs"],
                                     student, method, variant, seed))
     return runs

@@ -8,7 +8,7 @@ import pytest
 from transformers import BertConfig
 
 from ukd_compress.benchmarks.infer import encoder_flops
-from ukd_compress.benchmarks.quality import Run, parse_method, parse_student
+from ukd_compress.benchmarks.quality import Run, load_study, parse_method, parse_student, study_runs
 from ukd_compress.benchmarks.scale import projected_minutes
 from ukd_compress.errors import UserError
 from ukd_compress.benchmarks.results import markdown_table, write_results
@@ -71,6 +71,18 @@ def test_a_method_variant_names_real_knobs():
     for bad in ("ukd[colour=red]", "magic", "ukd[gamma]"):
         with pytest.raises(UserError):
             parse_method(bad)
+
+
+def test_a_row_may_have_its_own_seeds_and_the_command_line_overrides_all(tmp_path):
+    study = tmp_path / "s.yaml"
+    study.write_text("seeds: 3\nrows:\n"
+                     "  - {task: sst2, train_examples: 100, epochs: 1, students: [cnn], methods: [kd], seeds: 5}\n"
+                     "  - {task: rte, train_examples: 100, epochs: 1, students: [cnn], methods: [kd]}\n")
+    seeds = lambda runs, task: [r.seed for r in runs if r.task == task]
+    runs = study_runs(load_study(study, {}))
+    assert seeds(runs, "sst2") == [0, 1, 2, 3, 4] and seeds(runs, "rte") == [0, 1, 2]
+    runs = study_runs(load_study(study, {"seeds": 2}))
+    assert seeds(runs, "sst2") == seeds(runs, "rte") == [0, 1]
 
 
 def test_a_student_variant_names_real_knobs():
