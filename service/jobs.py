@@ -34,8 +34,8 @@ UNFINISHED = ("queued", "running")
 JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # What a model field may name when no folder under the root has it: an alias or student spec
-# (`minilm-l6`, `teacher:2`, `bilstm`) or a hub id (`name`, `org/name`).
-HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+# (`minilm-l6`, `teacher:2`, `teacher:0,5`, `bilstm`) or a hub id (`name`, `org/name`).
+HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:,-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # no NUL or other control characters
 STOP_TIMEOUT_S = 60
 
@@ -56,7 +56,8 @@ class JobSpec(BaseModel):
     teacher: str = Field("minilm-l6", min_length=1, max_length=200, pattern=PRINTABLE,
                          description="alias, hub name, or folder under the models root")
     student: str = Field("teacher:2", min_length=1, max_length=200, pattern=PRINTABLE,
-                         description="teacher:K, bilstm, cnn, hub name, or folder under the root")
+                         description="teacher:K, teacher:I,J, bilstm, cnn, hub name, or folder "
+                                     "under the root")
     task: str = Field("sst2", min_length=1, max_length=20)
     method: str = Field("ukd", pattern="^(" + "|".join(map(re.escape, METHODS)) + ")$",
                         description=", ".join(METHODS))

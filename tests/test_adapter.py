@@ -3,7 +3,7 @@ import torch
 
 from ukd_compress.errors import UserError
 from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths
-from ukd_compress.students import truncated_teacher
+from ukd_compress.students import check_fits, layer_list, parse_spec, truncated_teacher
 
 from conftest import FAMILIES, tiny
 
@@ -51,6 +51,19 @@ def test_truncated_teacher_keeps_evenly_spaced_layers(family):
 def test_truncation_beyond_the_teachers_depth_is_a_clear_error():
     with pytest.raises(UserError, match="1 to 4 layers"):
         truncated_teacher(tiny("bert"), 5)
+
+
+def test_a_student_may_name_the_teacher_layers_it_keeps():
+    teacher = tiny("bert")
+    kind, layers = parse_spec("teacher:0,3")
+    student, kept = truncated_teacher(teacher, layers)
+    assert (kind, kept, student.config.num_hidden_layers) == ("teacher", [0, 3], 2)
+    for i, j in enumerate(kept):
+        assert torch.equal(layer_list(student)[i].output.dense.weight,
+                           layer_list(teacher)[j].output.dense.weight)
+    for bad in ("teacher:3,0", "teacher:0,4", "teacher:1,1", "teacher:0,"):
+        with pytest.raises(UserError, match="teacher"):
+            check_fits(bad, 4)
 
 
 def test_layer_states_pool_valid_tokens_or_take_the_first():

@@ -137,8 +137,9 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
 @click.option("--teacher", help="Fine-tuned classifier (hub name or folder), or a base to fine-tune "
               "first: minilm-l6 (ships with the install), bert-base, roberta-large, distilroberta."
               "  [default: minilm-l6]")
-@click.option("--student", help="teacher:K (K of the teacher's layers), a hub name or folder "
-              "(distilroberta), bilstm or cnn.  [default: teacher:2]")
+@click.option("--student", help="teacher:K (K evenly spaced layers of the teacher), teacher:0,5 "
+              "(the layers named, from 0), a hub name or folder (distilroberta), bilstm or cnn.  "
+              "[default: teacher:2]")
 @click.option("--method", type=click.Choice(list(METHODS)),
               help="Loss: " + "; ".join(f"{m.name}: {m.summary}" for m in METHODS.values())
                    + ".  [default: ukd]")

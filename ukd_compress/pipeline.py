@@ -157,7 +157,7 @@ def prepare(recipe: Recipe, saved_tokenizer: Path | None = None) -> Setup:
 
 def default_output(recipe: Recipe) -> Path:
     """runs/<task>-<student>-<method>-<time>; the task of a user's files is their file's stem."""
-    slug = recipe.student.spec.replace(":", "").replace("/", "_")
+    slug = recipe.student.spec.replace(":", "").replace("/", "_").replace(",", "_")
     task = Path(recipe.task.train_file).stem if recipe.task.train_file else recipe.task.name
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{task}-{slug}-{recipe.method.name}-{stamp}"

@@ -20,7 +20,7 @@ class Student:
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
-    kept_layers: list[int] | None = None  # teacher layers a ``teacher:K`` student was built from
+    kept_layers: list[int] | None = None  # teacher layers a ``teacher:...`` student was built from
     transfer: Transfer | None = None      # how a vocabulary of its own was initialised
 
 
@@ -39,35 +39,51 @@ def evenly_spaced(depth: int, k: int) -> list[int]:
 
 
 def check_fits(spec: str, teacher_depth: int) -> None:
-    """Fail early (before any teacher is fine-tuned) when ``teacher:K`` cannot be built."""
+    """Fail early (before any teacher is fine-tuned) when ``teacher:...`` cannot be built."""
     kind, k = parse_spec(spec)
-    if kind == "teacher" and not 1 <= k <= teacher_depth:
-        raise UserError(f"student teacher:{k} needs 1 to {teacher_depth} layers: "
-                        f"the teacher has {teacher_depth}")
+    if kind == "teacher":
+        layers_to_keep(k, teacher_depth)
 
 
-def truncated_teacher(teacher: PreTrainedModel, k: int) -> tuple[PreTrainedModel, list[int]]:
-    """A k-layer copy of the teacher: its embeddings, k evenly spaced layers and its head (PKD)."""
-    depth = teacher.config.num_hidden_layers
-    check_fits(f"teacher:{k}", depth)
+def layers_to_keep(k: int | list[int], teacher_depth: int) -> list[int]:
+    """The teacher layers (0-based) a student keeps: K evenly spaced ones for ``teacher:K``,
+    those named for ``teacher:0,5``."""
+    if isinstance(k, int):
+        if not 1 <= k <= teacher_depth:
+            raise UserError(f"student teacher:{k} needs 1 to {teacher_depth} layers: "
+                            f"the teacher has {teacher_depth}")
+        return evenly_spaced(teacher_depth, k)
+    if k != sorted(set(k)) or not 0 <= k[0] <= k[-1] < teacher_depth:
+        raise UserError(f"student teacher:{','.join(map(str, k))}: name distinct teacher layers "
+                        f"in order, each 0 to {teacher_depth - 1}")
+    return k
+
+
+def truncated_teacher(teacher: PreTrainedModel, k: int | list[int]
+                      ) -> tuple[PreTrainedModel, list[int]]:
+    """A copy of the teacher with its embeddings, the layers :func:`layers_to_keep` names and
+    its head (PKD's initialisation)."""
+    keep = layers_to_keep(k, teacher.config.num_hidden_layers)
     student = copy.deepcopy(teacher)
     layers = layer_list(student)
-    keep = evenly_spaced(depth, k)
     kept = nn.ModuleList(layers[i] for i in keep)
     for i in range(len(layers) - 1, -1, -1):
         del layers[i]
     layers.extend(kept)
-    student.config.num_hidden_layers = k
+    student.config.num_hidden_layers = len(keep)
     return student, keep
 
 
-def parse_spec(spec: str) -> tuple[str, int | None]:
-    """``teacher:4`` -> ("teacher", 4); anything else -> (spec, None)."""
+def parse_spec(spec: str) -> tuple[str, int | list[int] | None]:
+    """``teacher:4`` -> ("teacher", 4); ``teacher:0,5`` -> ("teacher", [0, 5]); anything else
+    -> (spec, None)."""
     if spec.startswith("teacher:"):
+        value = spec.split(":", 1)[1]
         try:
-            return "teacher", int(spec.split(":", 1)[1])
+            return "teacher", ([int(i) for i in value.split(",")] if "," in value else int(value))
         except ValueError:
-            raise UserError(f"student {spec!r}: write teacher:K with K a number of layers") from None
+            raise UserError(f"student {spec!r}: write teacher:K with K a number of layers, or "
+                            "teacher:I,J,... with the teacher layers to keep") from None
     return spec, None
 
 
