@@ -7,6 +7,9 @@ teacher's most used tokens) and trained (a new WordPiece). Per vocabulary: param
 parameters, dev accuracy (mean, std, paired difference to the teacher's vocabulary); and, for
 seed 0's student exported with int8, the ONNX file sizes, tokens per dev text and batch-1 latency
 as the service meets it (tokenise one dev sentence, run ONNX Runtime), all timed in one run.
+Where a smaller vocabulary loses: the dev texts it spells differently from the teacher's
+vocabulary (a word cut into other pieces), and each student's accuracy on those and on the rest,
+beside the teacher-vocabulary student's on the same texts (mean over seeds).
 Goals: the 8,000-token student has <= 7.1M parameters, its accuracy is within 1.0 point of the
 teacher-vocabulary student's, and its fp32 and int8 files are each <= 50% of that student's.
 """
@@ -74,6 +77,32 @@ def teacher_on(vocabulary: Path, teacher, teacher_tokenizer, texts: list[str],
     return round(100 * float((torch.cat(predictions) == torch.tensor(labels)).float().mean()), 2)
 
 
+def dev_predictions(folder: Path, texts: list[str]) -> np.ndarray:
+    """The stripped student's dev labels, as Transformers loads it."""
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.inference_mode():
+        return torch.cat([model(**tokenizer(texts[i:i + 64], padding=True, truncation=True,
+                                             max_length=128, return_tensors="pt")).logits.argmax(-1)
+                          for i in range(0, len(texts), 64)]).numpy()
+
+
+def respelt(student_tokenizer, teacher_tokenizer, texts: list[str]) -> np.ndarray:
+    """Per text, whether the student's vocabulary cuts it into other pieces than the teacher's."""
+    return np.array([student_tokenizer.tokenize(t) != teacher_tokenizer.tokenize(t) for t in texts])
+
+
+def split_accuracy(correct: list[np.ndarray], base: list[np.ndarray], mask: np.ndarray) -> dict:
+    """Accuracy (mean over seeds) on the texts in ``mask`` and on the rest, of a student and of
+    the teacher-vocabulary one: ``correct`` and ``base`` hold a bool per text for each seed."""
+    mean = lambda runs, rows: round(100 * float(np.mean([c[rows].mean() for c in runs])), 2)  # noqa: E731
+    if not mask.any() or mask.all():
+        return {"respelt_share": round(float(mask.mean()), 3)}
+    return {"respelt_share": round(float(mask.mean()), 3),
+            "on_respelt": mean(correct, mask), "base_on_respelt": mean(base, mask),
+            "on_rest": mean(correct, ~mask), "base_on_rest": mean(base, ~mask)}
+
+
 def run(jobs: int = 1, workdir: Path = Path("runs/vocab-study"), seeds: int = 3,
         data_dir: str | None = None, vocabs: tuple[int, ...] = VOCABS,
         methods: tuple[str, ...] = VOCAB_METHODS, results_dir: Path = RESULTS) -> dict:
@@ -93,6 +122,11 @@ def run(jobs: int = 1, workdir: Path = Path("runs/vocab-study"), seeds: int = 3,
     teacher_dir = json.loads((folders[students[0]] / "report.json").read_text())["teacher"]["name"]
     teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
     teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    labels = np.array(dev_labels)
+    correct = {student: [dev_predictions(workdir / Run(ROW["task"], ROW["train_examples"],
+                                                       ROW["epochs"], student, "ukd", "", seed).name
+                                         / "student", dev_texts) == labels
+                         for seed in sorted(scores[student])] for student in students}
     rows = []
     for student, folder in folders.items():
         if not (folder / "onnx" / "model_int8.onnx").is_file():
@@ -118,6 +152,9 @@ def run(jobs: int = 1, workdir: Path = Path("runs/vocab-study"), seeds: int = 3,
             "batch1_p50_ms_int8": round(int8_ms, 3),
             "teacher_untrained_on_it": teacher_on(folder / "student", teacher, teacher_tokenizer,
                                                   dev_texts, dev_labels),
+            **split_accuracy(correct[student], correct[students[0]],
+                             respelt(AutoTokenizer.from_pretrained(folder / "student"),
+                                     teacher_tokenizer, dev_texts)),
             "teacher_params": report["teacher"]["params"],
             "teacher_metric": report["teacher"]["metrics"]["validation"]["accuracy"]})
     data = {"study": study, "rows": rows, "goals": goals(rows)}
@@ -152,7 +189,8 @@ def markdown(data: dict) -> str:
               "" if r is base else f"{r['paired_mean']:+.2f} ± {r['paired_std']:.2f}",
               " ".join(f"{v:.2f}" for v in r["scores"].values()),
               f"{r['teacher_untrained_on_it']:.2f}", r["tokens_per_text"],
-              f"{r['batch1_p50_ms_fp32']:.2f} / {r['batch1_p50_ms_int8']:.2f}"] for r in rows]
+              f"{r['batch1_p50_ms_fp32']:.2f} / {r['batch1_p50_ms_int8']:.2f}",
+              _split(r)] for r in rows]
     met = ", ".join(f"{k} {'met' if v else '**missed**'}" for k, v in data["goals"].items())
     return ("SST-2 dev accuracy of teacher:2 students under ukd (8,000 training examples, 6 epochs, "
             f"seeds 0-{len(base['scores']) - 1} paired); teacher {base['teacher_metric']:.2f}, "
@@ -162,8 +200,17 @@ def markdown(data: dict) -> str:
             "vocabulary transfer, no training.\n\n"
             + markdown_table(["vocabulary", "made by", "parameters", "embeddings", "ONNX fp32", "ONNX int8",
                               "accuracy", "- teacher vocab, paired", "per seed",
-                              "teacher on it, untrained", "tokens per text", "batch-1 ms fp32 / int8"], table)
+                              "teacher on it, untrained", "tokens per text", "batch-1 ms fp32 / int8",
+                              "re-spelt dev texts: share; accuracy on them, on the rest "
+                              "(teacher vocab's)"], table)
             + f"\nGoals (8,000 tokens, trimmed: the default): {met}\n")
+
+
+def _split(row: dict) -> str:
+    if "on_respelt" not in row:
+        return ""
+    return (f"{100 * row['respelt_share']:.0f}%; {row['on_respelt']:.2f} ({row['base_on_respelt']:.2f}), "
+            f"{row['on_rest']:.2f} ({row['base_on_rest']:.2f})")
 
 
 def figure(rows: list[dict]) -> plt.Figure:

@@ -119,3 +119,20 @@ def test_projection_adds_up_the_headline_command():
               "student_ukd": {"examples_per_s": 500.0}}
     # 3 x 1000/100 + (10000 + 19647)/1000 + 1000/1000 + 6 x 1000/500 = 30 + 29.647 + 1 + 12 s
     assert projected_minutes(phases, train=1000) == round((30 + 29.647 + 1 + 12) / 60, 1)
+
+
+def test_vocab_bench_splits_accuracy_by_the_texts_a_smaller_vocabulary_spells_otherwise(
+        minilm_tokenizer):
+    import numpy as np
+
+    from ukd_compress.benchmarks.vocab import respelt, split_accuracy
+    from ukd_compress.vocab import trim_tokenizer
+
+    small = trim_tokenizer(minilm_tokenizer, ["a good film", "a bad film"] * 3, 300)
+    mask = respelt(small, minilm_tokenizer, ["a good film", "an unforgettable masterpiece"])
+    assert mask.tolist() == [False, True]
+    split = split_accuracy([np.array([True, False])], [np.array([True, True])], mask)
+    assert split == {"respelt_share": 0.5, "on_respelt": 0.0, "base_on_respelt": 100.0,
+                     "on_rest": 100.0, "base_on_rest": 100.0}
+    assert split_accuracy([np.array([True])], [np.array([True])], np.array([False])) == {
+        "respelt_share": 0.0}
