@@ -41,18 +41,20 @@ def test_results_are_json_markdown_and_png(tmp_path):
 def test_quality_study_is_paired_resumable_and_written(tmp_path):
     args = [sys.executable, "-m", "ukd_compress.benchmarks", "quality", "--task", "rte", "--train-examples",
             "64", "--epochs", "1", "--students", "teacher:1", "--methods",
-            "kd,ukd[teacher_layers=window,gamma=0.25]", "--seeds", "2", "--jobs", "2",
+            "kd,ukd[teacher_layers=window,teacher_gate=correct,gamma=0.25]", "--seeds", "2", "--jobs", "2",
             "--workdir", str(tmp_path / "runs"), "--name", "q", "--results-dir", str(tmp_path)]
     first = subprocess.run(args, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     data = json.loads((tmp_path / "q.json").read_text())
     assert len(data["rows"]) == 4 and data["teacher"]["rte"] > 0
     row = data["rows"][-1]
-    assert (row["method"], row["variant"], row["seed"]) == ("ukd", "teacher_layers=window,gamma=0.25", 1)
+    assert (row["method"], row["variant"], row["seed"]) == (
+        "ukd", "teacher_layers=window,teacher_gate=correct,gamma=0.25", 1)
     assert {"task", "train_examples", "epochs", "student", "metric"} <= set(row)
     recipe = (tmp_path / "runs" / f"{Run(**{k: row[k] for k in Run.__dataclass_fields__}).name}"
               / "recipe.yaml").read_text()
-    assert "teacher_layers: window" in recipe and "gamma: 0.25" in recipe and "seed: 1" in recipe
+    assert "teacher_layers: window" in recipe and "teacher_gate: correct" in recipe
+    assert "gamma: 0.25" in recipe and "seed: 1" in recipe
     variant = next(s for s in data["summary"] if s["method"].startswith("ukd["))
     by_seed = {(r["method"], r["seed"]): r["metric"] for r in data["rows"]}
     assert variant["paired"]["0"] == pytest.approx(by_seed[("ukd", 0)] - by_seed[("kd", 0)], abs=0.01)
