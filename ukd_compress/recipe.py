@@ -89,7 +89,8 @@ class MethodConfig:
                                      # layers at or above its relative depth)
     drop_weak_layers: float | None = None  # drop teacher layers this many points below the best
     teacher_gate: str = "all"        # per example, attend to all teacher layers, or only to
-                                     # those whose pseudo classifier gets its label right
+                                     # those whose pseudo classifier gets its label right (paired
+                                     # on SST-2, no gain: benchmarks/results/quality-gate.md)
     # The UKD term over student layers: mean (its weight does not grow with the student's depth)
     # or sum. Paired over 3 seeds on SST-2 (8,000 examples, teacher:2) mean beat kd by +0.88,
     # sum by +0.31; see benchmarks/results/quality.md.
