@@ -62,6 +62,20 @@ def batch1_ms(onnx_file: Path, texts: list[str], max_length: int) -> tuple[float
     return timed(one, warmup=len(texts), repeats=len(texts), batch=1)["p50_ms"], tokens
 
 
+def run_folder(workdir: Path, student: str, seed: int) -> Path:
+    """The study's run of ``student`` under ukd at ``seed``."""
+    return workdir / Run(ROW["task"], ROW["train_examples"], ROW["epochs"], student, "ukd", "",
+                         seed).name
+
+
+def predicted_labels(model, tokenizer, texts: list[str], **tokenize) -> torch.Tensor:
+    """``model``'s label for each text, 64 texts per forward pass."""
+    with torch.inference_mode():
+        return torch.cat([model(**tokenizer(texts[i:i + 64], padding=True, return_tensors="pt",
+                                            **tokenize)).logits.argmax(-1)
+                          for i in range(0, len(texts), 64)])
+
+
 def teacher_on(vocabulary: Path, teacher, teacher_tokenizer, texts: list[str],
                labels: list[int]) -> float:
     """Dev accuracy of the whole teacher reading ``vocabulary``'s tokens, embeddings by
@@ -71,20 +85,15 @@ def teacher_on(vocabulary: Path, teacher, teacher_tokenizer, texts: list[str],
     if len(tokenizer) != len(teacher_tokenizer):
         model = copy.deepcopy(teacher)
         use_vocabulary(model, teacher.get_input_embeddings().weight, teacher_tokenizer, tokenizer)
-    with torch.inference_mode():
-        predictions = [model(**tokenizer(texts[i:i + 64], padding=True, return_tensors="pt"))
-                       .logits.argmax(-1) for i in range(0, len(texts), 64)]
-    return round(100 * float((torch.cat(predictions) == torch.tensor(labels)).float().mean()), 2)
+    predictions = predicted_labels(model, tokenizer, texts)
+    return round(100 * float((predictions == torch.tensor(labels)).float().mean()), 2)
 
 
 def dev_predictions(folder: Path, texts: list[str]) -> np.ndarray:
     """The stripped student's dev labels, as Transformers loads it."""
-    tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    with torch.inference_mode():
-        return torch.cat([model(**tokenizer(texts[i:i + 64], padding=True, truncation=True,
-                                             max_length=128, return_tensors="pt")).logits.argmax(-1)
-                          for i in range(0, len(texts), 64)]).numpy()
+    return predicted_labels(model, AutoTokenizer.from_pretrained(folder), texts, truncation=True,
+                            max_length=128).numpy()
 
 
 def respelt(student_tokenizer, teacher_tokenizer, texts: list[str]) -> np.ndarray:
@@ -116,16 +125,14 @@ def run(jobs: int = 1, workdir: Path = Path("runs/vocab-study"), seeds: int = 3,
     dev_texts, dev_labels = list(dev_split["text_a"]), list(dev_split["label"])
     dev = dev_texts[:200]
     base = scores[students[0]]
-    folders = {student: workdir / Run(ROW["task"], ROW["train_examples"], ROW["epochs"], student,
-                                      "ukd", "", 0).name for student in students}
+    folders = {student: run_folder(workdir, student, 0) for student in students}
     # the study fixes one teacher per task and budget: load it once
     teacher_dir = json.loads((folders[students[0]] / "report.json").read_text())["teacher"]["name"]
     teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
     teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     labels = np.array(dev_labels)
-    correct = {student: [dev_predictions(workdir / Run(ROW["task"], ROW["train_examples"],
-                                                       ROW["epochs"], student, "ukd", "", seed).name
-                                         / "student", dev_texts) == labels
+    correct = {student: [dev_predictions(run_folder(workdir, student, seed) / "student",
+                                         dev_texts) == labels
                          for seed in sorted(scores[student])] for student in students}
     rows = []
     for student, folder in folders.items():
