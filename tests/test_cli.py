@@ -39,8 +39,10 @@ def test_distill_end_to_end_on_real_offline_data(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["task"] == "rte" and report["train_examples"] == 64
     assert report["method"]["name"] == "ukd" and report["method"]["teacher_cache"]
+    assert report["method"]["teacher_cache_prefilled"] == 64  # stage 1 read every example
     assert report["student"]["params"] < report["teacher"]["params"]
-    # the loop's dev accuracy agrees with ONNX Runtime's on the exported student, to one example
+    # the report's (fp32) dev accuracy agrees with ONNX Runtime's on the exported student, to
+    # one example
     n = report["export"]["parity"]["examples"]
     accuracy = report["student"]["metrics"]["validation"]["accuracy"]
     assert abs(accuracy - report["export"]["metric_fp32"]["accuracy"]) <= 100 / n + 1e-9

@@ -1,16 +1,21 @@
 """The loop on real SST-2 text with tiny models: teacher cache, resume, best checkpoint."""
 
+import platform
+import resource
+
+import datasets
 import pytest
 import torch
 
 from ukd_compress import losses
 from ukd_compress.data import Collator, epoch_order, text_lengths
-from ukd_compress.distill import Distiller, LoopData, Teaching
+from ukd_compress.distill import Distiller, LoopData, Teaching, keep_freed_memory
 from ukd_compress.errors import Interrupted
 from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers
 from ukd_compress.recipe import Recipe
 from ukd_compress.students import truncated_teacher
 from ukd_compress.tasks import get_task, load_glue, subsample
+from ukd_compress.teacher import train_pseudo_classifiers
 
 from conftest import DATA_DIR, tiny
 
@@ -56,6 +61,53 @@ def test_cached_and_uncached_teacher_give_the_same_losses(tmp_path, sst2, minilm
     assert cached.progress.losses == pytest.approx(plain.progress.losses, rel=1e-5, abs=1e-6)
     assert len(cached_calls) == 6 and len(plain_calls) == 12  # epoch 2 read the cache
     assert cached.cache.filled.all()
+
+
+def test_the_cache_starts_from_what_stage_1_computed_matched_by_text(tmp_path, sst2,
+                                                                    minilm_tokenizer):
+    recipe, teacher, student, kept = make()
+    task, (train, evals) = get_task("sst2"), sst2
+    teacher.pseudo, _, known = train_pseudo_classifiers(
+        teacher.backbone, minilm_tokenizer, task, train, evals, recipe, torch.device("cpu"))
+    teacher.eval()
+    collate = Collator(minilm_tokenizer, minilm_tokenizer, 64)
+
+    def distiller(split: datasets.Dataset, folder: str) -> Distiller:
+        split = split.map(lambda _, i: {"idx": i}, with_indices=True)
+        return Distiller(recipe.training, recipe.method, LoopData(task, split, evals, collate),
+                         student, tmp_path / folder, teaching=Teaching(teacher, kept, known=known),
+                         quiet=True)
+
+    # 80 of stage 1's examples in another order, then 16 texts it never read
+    unseen = [i for i, text in enumerate(evals["validation"]["text_a"])
+              if text not in set(train["text_a"])][:16]
+    mixed = distiller(datasets.concatenate_datasets([train.shuffle(seed=3).select(range(80)),
+                                                     evals["validation"].select(unseen)]), "a")
+    assert mixed.prefilled == 80 and mixed.cache.filled.tolist() == [True] * 80 + [False] * 16
+    batch = collate(mixed.train_split[:80])
+    with torch.no_grad():
+        direct = teacher(**batch.teacher_inputs)
+    cached = mixed.cache.get(batch.idx)
+    assert torch.allclose(cached.logits, direct.logits, atol=0.02)  # stage 1 ran under bf16
+    assert torch.allclose(cached.pseudo_logits, direct.pseudo_logits, atol=0.02)
+
+    calls = []
+    teacher.register_forward_hook(lambda *_: calls.append(1))
+    distiller(train.shuffle(seed=4), "b").train()
+    assert not calls  # every example's outputs were known: the teacher never ran
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a setting of glibc's malloc")
+def test_big_freed_tensors_are_reused_not_faulted_in_again():
+    def faults_of_five_64mb_tensors() -> int:  # each over glibc's largest mmap threshold, 32 MB
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(5):
+            torch.zeros(16 << 20)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    keep_freed_memory()
+    torch.zeros(16 << 20)
+    assert faults_of_five_64mb_tensors() < 2 * 16384  # 5 fresh mmaps: 5 x 16,384 4-KiB pages
 
 
 def test_batches_collated_by_loader_workers_train_exactly_the_same(tmp_path, sst2,

@@ -6,6 +6,7 @@ and the student may use different tokenizers, since Universal-KD only matches th
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -124,6 +125,15 @@ def by_length(split: datasets.Dataset) -> torch.Tensor:
 def text_lengths(split: datasets.Dataset) -> list[int]:
     """Characters per example (both texts of a pair): a tokenizer-free proxy for its length."""
     return [len(a) + len(b or "") for a, b in zip(split["text_a"], split["text_b"])]
+
+
+def text_keys(split: datasets.Dataset) -> torch.Tensor:
+    """An int64 key per example from its texts: equal texts, equal keys, in any split or order."""
+    def key(a: str, b: str | None) -> int:
+        digest = hashlib.blake2b(f"{a}\0{b or ''}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "little", signed=True)
+    return torch.tensor([key(a, b) for a, b in zip(split["text_a"], split["text_b"])],
+                        dtype=torch.int64)
 
 
 class _Rows(torch.utils.data.Dataset):

@@ -26,7 +26,7 @@ from accelerate import Accelerator
 from transformers import PreTrainedTokenizerBase, set_seed
 
 from .data import Collator
-from .distill import Distiller, LoopData, Teaching, make_accelerator
+from .distill import Distiller, KnownOutputs, LoopData, Teaching, make_accelerator
 from .errors import Interrupted, UserError
 from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths
 from .layer_plan import LayerPlan, layer_plan
@@ -38,7 +38,7 @@ from .run_folder import PARTIAL, RunFolder
 from .strip import strip
 from .students import Student, build_student, check_fits, evenly_spaced
 from .tasks import TaskData, load_task, trivial_baseline
-from .teacher import load_teacher_with_heads, resolve_teacher, ukd_home
+from .teacher import KNOWN_OUTPUTS, load_teacher_with_heads, resolve_teacher, ukd_home
 from .vocab import train_tokenizer, trim_tokenizer
 
 CPU_TRAIN_SAMPLES = 8000
@@ -66,12 +66,13 @@ class Setup:
     layer_map: list[int]
     plan: LayerPlan
     accelerator: Accelerator            # the run's device and precision, built once
+    known: KnownOutputs | None          # the teacher's logits on examples stage 1 read
 
     def loop_data(self) -> LoopData:
         return LoopData(self.data.spec, self.data.train, self.data.evals, self.collate)
 
     def teaching(self) -> Teaching:
-        return Teaching(self.teacher, self.layer_map, self.plan)
+        return Teaching(self.teacher, self.layer_map, self.plan, self.known)
 
 
 def wrap_student(recipe: Recipe, student: Student, teacher_heads: PseudoClassifiers,
@@ -152,7 +153,8 @@ def prepare(recipe: Recipe, saved_tokenizer: Path | None = None) -> Setup:
                      for k in ("copied", "averaged", "special", "unknown")}}
     return Setup(data, WithPseudoClassifiers(teacher, heads, pooling=recipe.method.layer_pooling),
                  teacher_name, report, heads_folder, wrapped, student.tokenizer, vocabulary,
-                 collate, layer_map, plan, accelerator)
+                 collate, layer_map, plan, accelerator,
+                 KnownOutputs.load(heads_folder / KNOWN_OUTPUTS))
 
 
 def default_output(recipe: Recipe) -> Path:
@@ -194,7 +196,8 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
     work.write_recipe(recipe.to_yaml())
     if setup.vocabulary is not None and not work.student_tokenizer.is_dir():
         replace_folder(work.student_tokenizer, setup.student_tokenizer.save_pretrained)
-    shutil.copytree(setup.teacher_heads_folder, work.teacher_heads, dirs_exist_ok=True)
+    shutil.copytree(setup.teacher_heads_folder, work.teacher_heads, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(KNOWN_OUTPUTS))  # a cache, not the model
     distiller = Distiller(recipe.training, recipe.method, setup.loop_data(), setup.student,
                           work.path, setup.accelerator, setup.teaching(), quiet)
     try:
@@ -203,8 +206,7 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
         raise Interrupted(f"{exc}; continue with: ukd-compress distill --resume {work.path}") from None
     best = distiller.load_best()
     strip(best, setup.student_tokenizer, work.student)
-    student_metrics = next((h["eval"] for h in progress.history
-                            if h["step"] == progress.best_step), {})
+    student_metrics = distiller.metrics(best.backbone, run_precision=False)  # as stripped: fp32
     report = {
         "task": setup.data.spec.name, "data": setup.data.source,
         "train_examples": len(setup.data.train),
@@ -220,6 +222,7 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
                     "best_step": progress.best_step},
         "method": {**asdict(recipe.method), "weights": recipe.method.weights(),
                    "teacher_cache": distiller.cache is not None,
+                   "teacher_cache_prefilled": distiller.prefilled,
                    "ukd_attends": {str(s): t for s, t in zip(setup.plan.student,
                                                              setup.plan.describe())}},
         "baseline": baseline(setup.data),

@@ -2,7 +2,9 @@
 
 Both results are cached under ``UKD_HOME`` (default ``~/.cache/ukd-compress``), so a second run
 starts at the student: ``teachers/<base>-<task>/`` holds a stock fine-tuned model folder and
-``pseudo_classifiers/<key>/`` the teacher's pseudo classifiers (safetensors) with their dev metrics.
+``pseudo_classifiers/<key>/`` the teacher's pseudo classifiers (safetensors) with their dev metrics,
+and the teacher's logits on the training examples that trained them (a student run's cache
+starts from those).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, set_seed
 
-from .data import Collator, batches, by_length
-from .distill import Distiller, LoopData, native_bf16
+from .data import Collator, batches, by_length, text_keys
+from .distill import Distiller, KnownOutputs, LoopData, native_bf16
 from .errors import Interrupted
 from .files import cache_folder
 from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths, layer_states
@@ -29,6 +31,9 @@ from .models import BASE_ALIASES, load_base_classifier, load_teacher, load_token
 from .recipe import MethodConfig, Recipe, TrainingConfig
 from .strip import save_model_folder
 from .tasks import TaskSpec, compute_metrics, subsample
+
+
+KNOWN_OUTPUTS = "train_outputs.safetensors"  # beside the pseudo classifiers: KnownOutputs
 
 
 def ukd_home() -> Path:
@@ -112,11 +117,13 @@ def collect_states(model: PreTrainedModel, split: datasets.Dataset, collate: Col
 def train_pseudo_classifiers(teacher: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                              spec: TaskSpec, train: datasets.Dataset,
                              evals: dict[str, datasets.Dataset], recipe: Recipe,
-                             device: torch.device) -> tuple[PseudoClassifiers, dict]:
+                             device: torch.device
+                             ) -> tuple[PseudoClassifiers, dict, KnownOutputs]:
     """Stage 1: the teacher frozen, train one pseudo classifier per layer on the task labels.
 
     The backbone runs once over (at most ``head_samples``) examples and its layer states are kept,
-    so the heads' epochs cost almost nothing. Returns the heads and the per-layer dev metrics.
+    so the heads' epochs cost almost nothing. Returns the heads, the per-layer dev metrics, and
+    the teacher's final and pseudo logits on those examples (for the student's teacher cache).
     """
     cfg = recipe.teacher
     set_seed(recipe.training.seed)
@@ -124,7 +131,7 @@ def train_pseudo_classifiers(teacher: PreTrainedModel, tokenizer: PreTrainedToke
     teacher.to(device)
     sample = subsample(train, cfg.head_samples, recipe.training.seed)
     pooling = recipe.method.layer_pooling
-    states, _, labels = collect_states(teacher, sample, collate, 64, device, pooling)
+    states, final, labels = collect_states(teacher, sample, collate, 64, device, pooling)
     heads = PseudoClassifiers(backbone_widths(teacher), spec.num_labels, cfg.pseudo_head).to(device)
     optimizer = torch.optim.AdamW(heads.parameters(), lr=cfg.head_lr)
     generator = torch.Generator().manual_seed(recipe.training.seed)
@@ -141,6 +148,9 @@ def train_pseudo_classifiers(teacher: PreTrainedModel, tokenizer: PreTrainedToke
     heads.eval()
     report = {"steps": steps, "teacher": {}, "layers": {}}
     with torch.no_grad():
+        pseudo = torch.cat([heads([s[rows].float().to(device) for s in states]).cpu()
+                            for rows in torch.arange(len(labels)).split(1024)])
+        known = KnownOutputs(text_keys(sample), final, pseudo)
         for name, split in evals.items():
             eval_states, final, eval_labels = collect_states(teacher, split, collate, 64, device,
                                                              pooling)
@@ -148,7 +158,7 @@ def train_pseudo_classifiers(teacher: PreTrainedModel, tokenizer: PreTrainedToke
             report["teacher"][name] = compute_metrics(spec, final.numpy(), eval_labels.numpy())
             report["layers"][name] = [compute_metrics(spec, pseudo[:, j].numpy(), eval_labels.numpy())
                                       for j in range(pseudo.shape[1])]
-    return heads, report
+    return heads, report, known
 
 
 def teacher_heads_key(teacher_name: str, spec: TaskSpec, recipe: Recipe, data_id: str) -> str:
@@ -174,7 +184,11 @@ def load_teacher_with_heads(teacher_name: str, spec: TaskSpec, train: datasets.D
         heads = PseudoClassifiers.load(folder)
         report = json.loads((folder / "pseudo_classifiers.json").read_text())["report"]
         return teacher, tokenizer, heads, report, folder
-    heads, report = train_pseudo_classifiers(teacher, tokenizer, spec, train, evals, recipe, device)
-    cache_folder(folder, lambda tmp: heads.cpu().save(
-        tmp, {"teacher": teacher_name, "task": spec.name, "report": report}))
+    heads, report, known = train_pseudo_classifiers(teacher, tokenizer, spec, train, evals,
+                                                    recipe, device)
+
+    def save(tmp: Path) -> None:
+        heads.cpu().save(tmp, {"teacher": teacher_name, "task": spec.name, "report": report})
+        known.save(tmp / KNOWN_OUTPUTS)
+    cache_folder(folder, save)
     return teacher, tokenizer, heads, report, folder
