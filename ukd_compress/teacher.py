@@ -131,7 +131,7 @@ def train_pseudo_classifiers(teacher: PreTrainedModel, tokenizer: PreTrainedToke
     teacher.to(device)
     sample = subsample(train, cfg.head_samples, recipe.training.seed)
     pooling = recipe.method.layer_pooling
-    states, final, labels = collect_states(teacher, sample, collate, 64, device, pooling)
+    states, final_logits, labels = collect_states(teacher, sample, collate, 64, device, pooling)
     heads = PseudoClassifiers(backbone_widths(teacher), spec.num_labels, cfg.pseudo_head).to(device)
     optimizer = torch.optim.AdamW(heads.parameters(), lr=cfg.head_lr)
     generator = torch.Generator().manual_seed(recipe.training.seed)
@@ -148,9 +148,9 @@ def train_pseudo_classifiers(teacher: PreTrainedModel, tokenizer: PreTrainedToke
     heads.eval()
     report = {"steps": steps, "teacher": {}, "layers": {}}
     with torch.no_grad():
-        pseudo = torch.cat([heads([s[rows].float().to(device) for s in states]).cpu()
-                            for rows in torch.arange(len(labels)).split(1024)])
-        known = KnownOutputs(text_keys(sample), final, pseudo)
+        known = KnownOutputs(text_keys(sample), final_logits, torch.cat(
+            [heads([s[rows].float().to(device) for s in states]).cpu()
+             for rows in torch.arange(len(labels)).split(1024)]))
         for name, split in evals.items():
             eval_states, final, eval_labels = collect_states(teacher, split, collate, 64, device,
                                                              pooling)
