@@ -126,9 +126,10 @@ class TeacherCache:
         return LayerOutputs(self.logits[rows], None, self.pseudo[rows])
 
     def put(self, idx: torch.Tensor, out: LayerOutputs) -> None:
+        """Store outputs of examples ``idx`` (a CPU tensor); the outputs may be on any device."""
         rows = idx.to(self.device, non_blocking=True)
-        self.logits[rows] = out.logits.float()
-        self.pseudo[rows] = out.pseudo_logits.float()
+        self.logits[rows] = out.logits.float().to(self.device)
+        self.pseudo[rows] = out.pseudo_logits.float().to(self.device)
         self.filled[idx] = True
 
     def prefill(self, keys: torch.Tensor, known: KnownOutputs) -> int:
