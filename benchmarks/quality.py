@@ -132,10 +132,12 @@ def study_runs(study: dict) -> list[Run]:
 
 
 def base_recipe(run: Run, data_dir: str | None) -> Recipe:
+    from ukd_compress.distill import device_type
+
     everything = sys.maxsize  # train_examples 0 or None: the whole training set, on CPU too
     return Recipe().replace("task", name=run.task, data_dir=data_dir,
                             max_train_samples=run.train_examples or everything).replace(
-        "training", epochs=run.epochs, seed=TEACHER_SEED)
+        "training", epochs=run.epochs, seed=TEACHER_SEED).for_device(device_type())
 
 
 def resolve_teachers(runs: list[Run], data_dir: str | None) -> dict[tuple, str]:

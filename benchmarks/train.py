@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from ukd_compress.data import batches  # noqa: E402
-from ukd_compress.distill import Distiller  # noqa: E402
+from ukd_compress.distill import Distiller, device_type  # noqa: E402
 from ukd_compress.pipeline import prepare  # noqa: E402
 from ukd_compress.methods import METHODS as ALL_METHODS  # noqa: E402
 from ukd_compress.recipe import Recipe  # noqa: E402
@@ -35,7 +35,7 @@ GOAL_UKD_OVER_KD, GOAL_CACHE_SPEEDUP = 1.10, 2.0
 
 
 def _distiller(recipe: Recipe, work: Path, cache: bool) -> Distiller:
-    recipe = recipe.replace("training", cache_teacher=cache).validate().with_student_lr()
+    recipe = recipe.replace("training", cache_teacher=cache).validate().for_device(device_type())
     setup = prepare(recipe)
     return Distiller(recipe.training, recipe.method, setup.loop_data(), setup.student, work,
                      setup.accelerator, setup.teaching(), quiet=True)

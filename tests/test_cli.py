@@ -250,3 +250,19 @@ def test_a_run_on_files_is_named_after_them():
     recipe = Recipe().replace("task", train_file="data/reviews.csv", eval_file="data/dev.csv")
     assert default_output(recipe).name.startswith("reviews-teacher2-ukd-")
     assert default_output(Recipe()).name.startswith("sst2-teacher2-ukd-")
+
+
+def test_unset_batch_sizes_and_learning_rates_are_filled_in_for_the_device():
+    from ukd_compress.recipe import Recipe
+
+    cpu = Recipe().for_device("cpu")
+    assert (cpu.training.batch_size, cpu.training.lr) == (32, 1e-4)
+    assert (cpu.teacher.finetune_batch_size, cpu.teacher.finetune_lr) == (32, 1e-4)
+    gpu = Recipe().for_device("cuda")
+    assert (gpu.training.batch_size, gpu.teacher.finetune_batch_size) == (256, 256)
+    assert gpu.training.lr == gpu.teacher.finetune_lr == 2.83e-4  # 1e-4 x sqrt(256 / 32)
+    assert Recipe().replace("student", spec="bilstm").for_device("cuda").training.lr == 2.83e-3
+    assert Recipe().replace("training", batch_size=128).for_device("cpu").training.lr == 2e-4
+    named = Recipe().replace("training", batch_size=64, lr=5e-5).for_device("cuda")
+    assert (named.training.batch_size, named.training.lr) == (64, 5e-5)
+    assert named.for_device("cpu") == named  # a recorded recipe stays as it was

@@ -26,7 +26,7 @@ from accelerate import Accelerator
 from transformers import PreTrainedTokenizerBase, set_seed
 
 from .data import Collator
-from .distill import Distiller, KnownOutputs, LoopData, Teaching, make_accelerator
+from .distill import Distiller, KnownOutputs, LoopData, Teaching, device_type, make_accelerator
 from .errors import Interrupted, UserError
 from .heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths
 from .layer_plan import LayerPlan, layer_plan
@@ -47,7 +47,7 @@ CPU_TRAIN_SAMPLES = 8000
 def training_data(recipe: Recipe) -> TaskData:
     """The task's data for training: all of the training split on a GPU, a sample on a CPU
     unless the recipe says how many."""
-    return load_task(recipe, None if torch.cuda.is_available() else CPU_TRAIN_SAMPLES)
+    return load_task(recipe, None if device_type() == "cuda" else CPU_TRAIN_SAMPLES)
 
 
 @dataclass
@@ -185,7 +185,7 @@ def run_distill(recipe: Recipe, output: Path | None = None, resume: Path | None 
                             "with recipe.yaml)")
         recipe = work.recipe()
     else:
-        recipe = recipe.validate().with_student_lr()
+        recipe = recipe.validate().for_device(device_type())
         work = RunFolder(output or default_output(recipe)).partial()
         for run in (work.final(), work):
             if run.path.exists():
