@@ -14,9 +14,9 @@ where the device has it):
 FLOPs count an encoder's matrix products (benchmarks.infer.encoder_flops) at each batch's padded
 length; a training step is 3x its forward. MFU is against the device's peak: the bf16 dense
 figure of a known GPU, else this machine's measured matmul rate (the table says which).
-The projection adds up the headline command at its defaults (393,702 MNLI pairs on CUDA, 8,000
-on CPU; teacher 3 epochs, stage 1 on 10,000 examples, student 6 epochs with the cache) at the
-measured rates. RTE pairs are longer than MNLI's, so the projection is an upper bound.
+The projection adds up the headline command at its defaults (393,702 MNLI pairs and batch 256 on
+CUDA, 8,000 pairs and batch 32 on CPU; teacher 3 epochs, stage 1 on 10,000 examples, student 6
+epochs with the cache) at the measured rates. RTE pairs are longer than MNLI's, so the projection is an upper bound.
 Results: benchmarks/results/scale-<device>.json, .md, .png.
 """
 
@@ -42,7 +42,7 @@ from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers, backbon
 from ukd_compress.layer_plan import layer_plan  # noqa: E402
 from ukd_compress.models import attention, load_tokenizer  # noqa: E402
 from ukd_compress.pipeline import wrap_student  # noqa: E402
-from ukd_compress.recipe import Recipe  # noqa: E402
+from ukd_compress.recipe import DEFAULT_BATCH, Recipe  # noqa: E402
 from ukd_compress.students import Student, build_student  # noqa: E402
 from ukd_compress.tasks import find_data_dir, get_task, load_glue, subsample  # noqa: E402
 
@@ -222,8 +222,10 @@ def projected_minutes(phases: dict, train: int, head_samples: int = 10_000, dev:
     return round(seconds / 60, 1)
 
 
-def run(batch_size: int = 32, steps: int = 12) -> dict:
+def run(batch_size: int | None = None, steps: int = 12) -> dict:
+    """Time both pairs at ``batch_size`` (default: the loop's own for this device)."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    batch_size = batch_size or DEFAULT_BATCH[device.type]
     peak_flops, peak_source = device_peak(device)
     tokenizer = load_tokenizer("minilm-l6")  # WordPiece ids stand in for each model's own
     pairs = {label: measure_pair(t, s, tokenizer, batch_size, steps, device, peak_flops)
@@ -231,23 +233,31 @@ def run(batch_size: int = 32, steps: int = 12) -> dict:
     headline = pairs["roberta-large -> distilroberta"]
     train = MNLI_TRAIN if device.type == "cuda" else CPU_DEFAULT_TRAIN
     minutes = projected_minutes(headline["phases"], train)
-    name = f"scale-{device.type}"
     data = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "peak_tflops": round(peak_flops / 1e12, 2), "peak_source": peak_source,
             "pairs": pairs, "phases": headline["phases"], "projected_headline_minutes": minutes,
             "projected_train_examples": train,
             "goal": f"<= {GOAL_HEADLINE_MINUTES} min on one H100/H200",
             "goal_met": device.type == "cuda" and minutes <= GOAL_HEADLINE_MINUTES}
+    write(data)
+    return data
+
+
+def write(data: dict) -> None:
+    """benchmarks/results/scale-<device>.json, .md and .png from a run's data (also re-renders a
+    run's JSON)."""
+    pairs, headline = data["pairs"], data["pairs"]["roberta-large -> distilroberta"]
     rows = [[label, ph, v["examples_per_s"], v["step_ms"], v["tflops"], f"{100 * v['mfu']:.1f}%",
              v["peak_mib"]] for label, p in pairs.items() for ph, v in p["phases"].items()]
-    markdown = (f"Scale, {data['device']}, batch {batch_size}, real RTE pairs "
+    markdown = (f"Scale, {data['device']}, batch {headline['batch_size']}, real RTE pairs "
                 f"({headline['real_tokens']} tokens, padded to {headline['padded_tokens']}); "
-                f"MFU against {data['peak_tflops']} TFLOP/s ({peak_source})\n\n"
+                f"MFU against {data['peak_tflops']} TFLOP/s ({data['peak_source']})\n\n"
                 + markdown_table(["pair", "phase", "examples/s", "step ms", "TFLOP/s", "MFU",
                                   "peak MiB"], rows)
-                + f"\nprojected headline command ({train:,} training examples): {minutes} min\n")
+                + f"\nprojected headline command ({data['projected_train_examples']:,} training "
+                  f"examples): {data['projected_headline_minutes']} min\n")
+    name = "scale-cpu" if data["device"] == "cpu" else "scale-cuda"
     write_results(name, data, markdown, _figure(pairs))
-    return data
 
 
 def _figure(pairs: dict) -> plt.Figure:
