@@ -16,7 +16,8 @@ length; a training step is 3x its forward. MFU is against the device's peak: the
 figure of a known GPU, else this machine's measured matmul rate (the table says which).
 The projection adds up the headline command at its defaults (393,702 MNLI pairs and batch 256 on
 CUDA, 8,000 pairs and batch 32 on CPU; teacher 3 epochs, stage 1 on 10,000 examples, student 6
-epochs with the cache) at the measured rates. RTE pairs are longer than MNLI's, so the projection is an upper bound.
+epochs with the cache) at the measured rates. RTE pairs are longer than MNLI's, so the
+projection is an upper bound.
 Results: benchmarks/results/scale-<device>.json, .md, .png.
 """
 
@@ -37,7 +38,8 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification,  # noq
                           PreTrainedTokenizerBase)
 
 from ukd_compress.data import Collator, batches, epoch_order, text_lengths  # noqa: E402
-from ukd_compress.distill import Distiller, LoopData, Teaching, native_bf16  # noqa: E402
+from ukd_compress.distill import (Distiller, LoopData, Teaching, device_type,  # noqa: E402
+                                  native_bf16)
 from ukd_compress.heads import PseudoClassifiers, WithPseudoClassifiers, backbone_widths  # noqa: E402
 from ukd_compress.layer_plan import layer_plan  # noqa: E402
 from ukd_compress.models import attention, load_tokenizer  # noqa: E402
@@ -224,7 +226,7 @@ def projected_minutes(phases: dict, train: int, head_samples: int = 10_000, dev:
 
 def run(batch_size: int | None = None, steps: int = 12) -> dict:
     """Time both pairs at ``batch_size`` (default: the loop's own for this device)."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device_type())
     batch_size = batch_size or DEFAULT_BATCH[device.type]
     peak_flops, peak_source = device_peak(device)
     tokenizer = load_tokenizer("minilm-l6")  # WordPiece ids stand in for each model's own

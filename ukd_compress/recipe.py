@@ -43,7 +43,7 @@ VOCAB_METHODS = ("trim", "train")
 
 def scaled_lr(lr: float, batch_size: int) -> float:
     """A learning rate set for BASE_BATCH examples, for ``batch_size`` (square-root rule)."""
-    return lr if batch_size == BASE_BATCH else float(f"{lr * math.sqrt(batch_size / BASE_BATCH):.3g}")
+    return float(f"{lr * math.sqrt(batch_size / BASE_BATCH):.3g}")
 
 
 @dataclass
@@ -203,7 +203,7 @@ class Recipe:
     def for_device(self, device_type: str) -> "Recipe":
         """This recipe with the batch sizes and learning rates it leaves unset filled in for a
         device type ("cpu", "cuda"): what a run records in its recipe.yaml."""
-        default = DEFAULT_BATCH.get(device_type, BASE_BATCH)
+        default = DEFAULT_BATCH[device_type]
         teacher, training = self.teacher, self.training
         teacher_batch = teacher.finetune_batch_size or default
         batch = training.batch_size or default
