@@ -22,6 +22,8 @@ def test_all_but_last_window_and_weak_layers_combine():
     assert plan.describe() == [[3, 4, 5]] * 2   # within 3 points of the best (88.8)
     plan = layer_plan(MethodConfig(drop_weak_layers=0.0, teacher_layers="window"), 6, 6, SCORES)
     assert plan.describe() == [[5]] * 6  # a row left empty gets the best teacher layer
+    plan = layer_plan(MethodConfig(teacher_layers="top_for_last"), 3, 6)
+    assert plan.describe() == [list(range(6))] * 2 + [[5]]
 
 
 def test_gamma_schedules_change_the_weights_over_training():

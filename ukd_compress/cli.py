@@ -165,9 +165,10 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
 @click.option("--last-layer", type=click.Choice(["pseudo", "classifier"]),
               help="In UKD, the last layer speaks through its pseudo classifier or through the "
                    "model's own classifier (teacher and student alike).")
-@click.option("--teacher-layers", type=click.Choice(["all", "window"]),
-              help="Teacher layers a student layer attends to: all, or those at or above its "
-                   "relative depth.")
+@click.option("--teacher-layers", type=click.Choice(["all", "window", "top_for_last"]),
+              help="Teacher layers a student layer attends to: all; those at or above its "
+                   "relative depth (window); or all, but the top one alone for the last student "
+                   "layer (top_for_last).")
 @click.option("--teacher-gate", type=click.Choice(["all", "correct"]),
               help="Per training example, attend to all teacher layers, or only to those whose "
                    "pseudo classifier gets its label right (all of them if none does).")

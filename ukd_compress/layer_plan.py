@@ -30,6 +30,8 @@ def layer_plan(method: MethodConfig, student_layers: int, teacher_layers: int,
     allowed = torch.ones(student_layers, teacher_layers, dtype=torch.bool)
     if method.teacher_layers == "window":
         allowed = teacher_window(student_layers, teacher_layers)
+    elif method.teacher_layers == "top_for_last":  # the low layers teach the low layers only
+        allowed[-1, :-1] = False
     if method.drop_weak_layers is not None and teacher_scores:
         scores = torch.tensor(teacher_scores)
         strong = scores >= scores.max() - method.drop_weak_layers

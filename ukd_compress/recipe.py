@@ -16,7 +16,7 @@ from .methods import METHODS
 # The knobs of the UKD term that take one of a few words.
 METHOD_CHOICES = {
     "attention_space": ("logits", "logprobs"), "layer_pooling": ("mean", "cls"),
-    "ukd_layers": ("all", "all_but_last"), "teacher_layers": ("all", "window"),
+    "ukd_layers": ("all", "all_but_last"), "teacher_layers": ("all", "window", "top_for_last"),
     "teacher_gate": ("all", "correct"),
     "last_layer": ("pseudo", "classifier"),
     "layer_reduce": ("sum", "mean"), "gamma_schedule": ("constant", "decay", "two_stage"),
@@ -101,7 +101,8 @@ class MethodConfig:
     last_layer: str = "pseudo"       # the last layer's logits in UKD, for teacher and student:
                                      # its pseudo classifier's, or the model's own classifier's
     teacher_layers: str = "all"      # what a student layer attends to: all | window (teacher
-                                     # layers at or above its relative depth)
+                                     # layers at or above its relative depth) | top_for_last
+                                     # (all, but the last student layer the top teacher layer)
     drop_weak_layers: float | None = None  # drop teacher layers this many points below the best
     teacher_gate: str = "all"        # per example, attend to all teacher layers, or only to
                                      # those whose pseudo classifier gets its label right (paired
