@@ -4,8 +4,8 @@
 #      (benchmarks/gpu/sample.py);
 #   2. c4cc04c's teacher fine-tune at its defaults for one epoch: the baseline's examples/s;
 #   3. bench scale at the defaults;
-#   4. kd and ukd paired at the defaults (benchmarks/studies/quality-gpu-defaults.yaml), six
-#      students side by side, in the time left.
+#   4. kd, ukd and ukd[teacher_layers=window] paired at the defaults, seeds 0-1
+#      (benchmarks/studies/quality-gpu-defaults.yaml), six students side by side, in the time left.
 # Needs .gpu/ from ../shared/tools/gpu-bundle.sh and the baseline's code in .gpu/old
 # (git archive c4cc04c ukd_compress | tar -x -C .gpu/old). Run it as
 #   run(command="bash benchmarks/gpu/check.sh", carry=[".gpu"], timeout_s=540)
@@ -43,7 +43,7 @@ timeout ${SCALE_S:-75} python3 -m benchmarks scale --steps ${SCALE_STEPS:-4} > /
 grep "|" /tmp/keep/scale.log | tail -9 | tee -a /tmp/keep/log.txt; grep "projected headline" /tmp/keep/scale.log | tee -a /tmp/keep/log.txt
 cp benchmarks/results/scale-cuda.* $OUT/ 2>/dev/null
 left=$(( BUDGET - SECONDS )); log "study, ${left}s left"
-timeout $left python3 -m benchmarks quality --study benchmarks/studies/quality-gpu-defaults.yaml ${STUDY_ARGS:-} \
+timeout $left python3 -m benchmarks quality --study benchmarks/studies/quality-gpu-defaults.yaml ${STUDY_ARGS:---seeds 2} \
   --jobs 6 --workdir /tmp/study --name quality-gpu-defaults > /tmp/keep/study.log 2>&1; log "study rc=$?"
 pkill -INT -f "ukd_compress distill" && sleep 5
 tr '\r' '\n' < /tmp/keep/study.log | grep -v "step/s\|it/s\|run/s" | tail -12 | tee -a /tmp/keep/log.txt
