@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -412,14 +413,24 @@ def test_kill_9_during_a_job_then_restart_and_resume_leaves_one_writer(tmp_path,
         job_id = start_past_first_step(url, {**LONG_JOB, "name": "killed"})
         worker = psutil.Process(json.loads((models_root / "jobs" / f"{job_id}.json")
                                            .read_text())["pid"])
+        # BentoML's service worker has a process group of its own: killing the server's group
+        # leaves it behind too, and this test stops it when it ends
+        job = {worker.pid} | {p.pid for p in worker.children(recursive=True)}
+        serving = [p for p in psutil.Process(server.pid).children(recursive=True)
+                   if p.pid not in job]
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
-    assert worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE  # an orphan writer
-    with running_server("--models-root", str(models_root), env=env) as url:
-        assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
-        assert httpx.get(f"{url}/jobs/{job_id}", headers=AUTH).json()["state"] == "interrupted"
-        assert httpx.post(f"{url}/jobs/{job_id}/resume", headers=AUTH).json()["resume"] is True
-        done = wait_for(url, job_id, ("done", "failed"))
+    try:
+        assert worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE  # an orphan writer
+        with running_server("--models-root", str(models_root), env=env) as url:
+            assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+            assert httpx.get(f"{url}/jobs/{job_id}", headers=AUTH).json()["state"] == "interrupted"
+            assert httpx.post(f"{url}/jobs/{job_id}/resume", headers=AUTH).json()["resume"] is True
+            done = wait_for(url, job_id, ("done", "failed"))
+    finally:
+        for process in serving:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
     assert done["state"] == "done", done
     assert "resumed at step" in (models_root / "jobs" / f"{job_id}.log").read_text()
     assert not (models_root / "runs" / "killed.partial").exists()
