@@ -11,6 +11,7 @@ import click
 
 from .errors import CheckFailed, Interrupted, UserError
 from .methods import METHODS
+from .recipe import METHOD_CHOICES, VOCAB_METHODS
 
 # CLI option -> (recipe section, field). Only options the user gives override the recipe.
 RECIPE_OPTIONS = {
@@ -153,35 +154,35 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
 @click.option("--gamma", type=float, help="Weight of the Universal-KD layer loss.")
 @click.option("--delta", type=float, help="Weight of the PKD / ALP-KD hidden-state loss.")
 @click.option("--temperature", type=click.FloatRange(0, min_open=True))
-@click.option("--attention-space", type=click.Choice(["logits", "logprobs"]),
+@click.option("--attention-space", type=click.Choice(METHOD_CHOICES["attention_space"]),
               help="Where student layers attend over teacher layers.")
 @click.option("--attention-scale/--no-attention-scale", default=None,
               help="Divide attention scores by sqrt(labels).")
 @click.option("--attention-temperature", type=click.FloatRange(0, min_open=True),
               help="Divides the attention scores; higher spreads a student layer over more "
                    "teacher layers.")
-@click.option("--ukd-layers", type=click.Choice(["all", "all_but_last"]),
+@click.option("--ukd-layers", type=click.Choice(METHOD_CHOICES["ukd_layers"]),
               help="Student layers with a UKD term (all_but_last: the last one has KD already).")
-@click.option("--last-layer", type=click.Choice(["pseudo", "classifier"]),
+@click.option("--last-layer", type=click.Choice(METHOD_CHOICES["last_layer"]),
               help="In UKD, the last layer speaks through its pseudo classifier or through the "
                    "model's own classifier (teacher and student alike).")
-@click.option("--teacher-layers", type=click.Choice(["all", "window", "top_for_last"]),
+@click.option("--teacher-layers", type=click.Choice(METHOD_CHOICES["teacher_layers"]),
               help="Teacher layers a student layer attends to: all; those at or above its "
                    "relative depth (window); or all, but the top one alone for the last student "
                    "layer (top_for_last).")
-@click.option("--teacher-gate", type=click.Choice(["all", "correct"]),
+@click.option("--teacher-gate", type=click.Choice(METHOD_CHOICES["teacher_gate"]),
               help="Per training example, attend to all teacher layers, or only to those whose "
                    "pseudo classifier gets its label right (all of them if none does).")
 @click.option("--drop-weak-layers", type=click.FloatRange(0),
               help="Leave out teacher layers whose pseudo classifier scores this many points "
                    "below the best one.")
-@click.option("--layer-reduce", type=click.Choice(["sum", "mean"]),
+@click.option("--layer-reduce", type=click.Choice(METHOD_CHOICES["layer_reduce"]),
               help="The UKD term over student layers.")
-@click.option("--gamma-schedule", type=click.Choice(["constant", "decay", "two_stage"]),
+@click.option("--gamma-schedule", type=click.Choice(METHOD_CHOICES["gamma_schedule"]),
               help="UKD weight over training: constant, decaying linearly to 0, or UKD alone "
                    "for half the steps then CE + KD alone.")
 @click.option("--pseudo-head", type=click.Choice(["linear", "mlp"]), help="Pseudo classifier shape.")
-@click.option("--layer-pooling", type=click.Choice(["mean", "cls"]),
+@click.option("--layer-pooling", type=click.Choice(METHOD_CHOICES["layer_pooling"]),
               help="A transformer layer's vector: mean over tokens, or the first token.")
 @click.option("--student-layers", type=click.IntRange(1), help="Depth of a bilstm/cnn student.")
 @click.option("--student-hidden", type=click.IntRange(1), help="Width of a bilstm/cnn student.")
@@ -189,7 +190,7 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
               help="Give a teacher:K, bilstm or cnn student its own, smaller vocabulary of N "
                    "tokens chosen on the training texts (e.g. 8000; MiniLM's has 30,522), "
                    "embeddings initialised from the teacher's.")
-@click.option("--student-vocab-method", type=click.Choice(["trim", "train"]),
+@click.option("--student-vocab-method", type=click.Choice(VOCAB_METHODS),
               help="trim: the teacher's N most used tokens, rows copied; train: a new WordPiece "
                    "(the tokenizers library), new rows averaged from the teacher's pieces."
                    "  [default: trim]")
