@@ -413,8 +413,8 @@ def test_kill_9_during_a_job_then_restart_and_resume_leaves_one_writer(tmp_path,
         job_id = start_past_first_step(url, {**LONG_JOB, "name": "killed"})
         worker = psutil.Process(json.loads((models_root / "jobs" / f"{job_id}.json")
                                            .read_text())["pid"])
-        # BentoML's service worker has a process group of its own: killing the server's group
-        # leaves it behind too, and this test stops it when it ends
+        # BentoML's service worker outlives the kill of the server's process group too (it left
+        # an orphan after every run of this test): the test stops it when it ends
         job = {worker.pid} | {p.pid for p in worker.children(recursive=True)}
         serving = [p for p in psutil.Process(server.pid).children(recursive=True)
                    if p.pid not in job]
