@@ -23,6 +23,7 @@ from starlette.routing import Route
 from .batching import Batcher
 from .guard import TOKEN_REFUSED, RequestGuard, bearer_token_ok
 from .jobs import JobError, Jobs, JobSpec
+from .lifeline import stop_when_orphaned
 from .model import ModelInfo, OnnxStudent
 from .settings import Settings
 
@@ -119,6 +120,7 @@ class UKDCompress:
     stored_model = MODEL_REF
 
     def __init__(self) -> None:
+        stop_when_orphaned()
         source = self.stored_model.path if MODEL_REF is not None else settings.model
         self.info = ModelInfo.load(source, settings.onnx_file) if source else None
         if self.info is not None:

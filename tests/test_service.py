@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
@@ -400,10 +399,33 @@ def test_restart_marks_the_running_job_interrupted_and_resume_finishes_it(tmp_pa
     assert not partial.exists() and os.path.isdir(models_root / "runs" / "restarted" / "student")
 
 
+def test_kill_9_of_the_server_stops_its_serving_worker_and_frees_the_port(tmp_path,
+                                                                          models_root):
+    """BentoML's serving worker has a process group of its own, so kill -9 of the server's
+    group left it running, still answering on the port. Re-parented, it now stops as on SIGTERM:
+    its job checkpoints and is marked interrupted, and nothing of the server is left."""
+    import signal
+
+    import psutil
+
+    with server_process("--models-root", str(models_root), env=server_env(tmp_path)) \
+            as (server, url):
+        job_id = start_past_first_step(url, {**LONG_JOB, "name": "orphaned"})
+        tree = psutil.Process(server.pid).children(recursive=True)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    _, alive = psutil.wait_procs(tree, timeout=60)
+    assert not alive, [p.cmdline() for p in alive]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/readyz", timeout=5)
+    record = json.loads((models_root / "jobs" / f"{job_id}.json").read_text())
+    assert record["state"] == "interrupted", record
+
+
 def test_kill_9_during_a_job_then_restart_and_resume_leaves_one_writer(tmp_path, models_root):
-    """The server's processes killed outright: the job's worker (its own process group) lives
-    on as an orphan; the restarted server stops it and waits before anything else, and the
-    job resumes to done from the orphan's last checkpoint."""
+    """Every process of the server killed outright, its serving worker too: the job's worker
+    (its own process group) lives on as an orphan; the restarted server stops it and waits
+    before anything else, and the job resumes to done from the orphan's last checkpoint."""
     import signal
 
     import psutil
@@ -413,24 +435,19 @@ def test_kill_9_during_a_job_then_restart_and_resume_leaves_one_writer(tmp_path,
         job_id = start_past_first_step(url, {**LONG_JOB, "name": "killed"})
         worker = psutil.Process(json.loads((models_root / "jobs" / f"{job_id}.json")
                                            .read_text())["pid"])
-        # BentoML's service worker outlives the kill of the server's process group too (it left
-        # an orphan after every run of this test): the test stops it when it ends
         job = {worker.pid} | {p.pid for p in worker.children(recursive=True)}
         serving = [p for p in psutil.Process(server.pid).children(recursive=True)
                    if p.pid not in job]
         os.killpg(server.pid, signal.SIGKILL)
+        for process in serving:  # before it notices (stop_when_orphaned polls each second)
+            process.kill()
         server.wait()
-    try:
-        assert worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE  # an orphan writer
-        with running_server("--models-root", str(models_root), env=env) as url:
-            assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
-            assert httpx.get(f"{url}/jobs/{job_id}", headers=AUTH).json()["state"] == "interrupted"
-            assert httpx.post(f"{url}/jobs/{job_id}/resume", headers=AUTH).json()["resume"] is True
-            done = wait_for(url, job_id, ("done", "failed"))
-    finally:
-        for process in serving:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
+    assert worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE  # an orphan writer
+    with running_server("--models-root", str(models_root), env=env) as url:
+        assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+        assert httpx.get(f"{url}/jobs/{job_id}", headers=AUTH).json()["state"] == "interrupted"
+        assert httpx.post(f"{url}/jobs/{job_id}/resume", headers=AUTH).json()["resume"] is True
+        done = wait_for(url, job_id, ("done", "failed"))
     assert done["state"] == "done", done
     assert "resumed at step" in (models_root / "jobs" / f"{job_id}.log").read_text()
     assert not (models_root / "runs" / "killed.partial").exists()
