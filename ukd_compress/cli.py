@@ -11,7 +11,7 @@ import click
 
 from .errors import CheckFailed, Interrupted, UserError
 from .methods import METHODS
-from .recipe import METHOD_CHOICES, VOCAB_METHODS
+from .recipe import METHOD_CHOICES, PRECISIONS, PSEUDO_HEAD_KINDS, VOCAB_METHODS
 
 # CLI option -> (recipe section, field). Only options the user gives override the recipe.
 RECIPE_OPTIONS = {
@@ -181,7 +181,7 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
 @click.option("--gamma-schedule", type=click.Choice(METHOD_CHOICES["gamma_schedule"]),
               help="UKD weight over training: constant, decaying linearly to 0, or UKD alone "
                    "for half the steps then CE + KD alone.")
-@click.option("--pseudo-head", type=click.Choice(["linear", "mlp"]), help="Pseudo classifier shape.")
+@click.option("--pseudo-head", type=click.Choice(PSEUDO_HEAD_KINDS), help="Pseudo classifier shape.")
 @click.option("--layer-pooling", type=click.Choice(METHOD_CHOICES["layer_pooling"]),
               help="A transformer layer's vector: mean over tokens, or the first token.")
 @click.option("--student-layers", type=click.IntRange(1), help="Depth of a bilstm/cnn student.")
@@ -206,7 +206,7 @@ def build_recipe(ctx: click.Context, recipe_file: str | None):
                    "  [default: 5]")
 @click.option("--checkpoint-every", type=click.IntRange(1),
               help="Also checkpoint every this many steps.")
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]),
+@click.option("--precision", type=click.Choice(PRECISIONS),
               help="auto: bf16 autocast on CUDA, fp32 on CPU.")
 @click.option("--max-steps", type=click.IntRange(1), help="Stop after this many optimizer steps.")
 @click.option("--output", type=click.Path(file_okay=False),
@@ -255,7 +255,7 @@ def _raise_keyboard_interrupt(*_args) -> None:
               help="Pretrained encoder: an alias (minilm-l6, bert-base, roberta-large, "
                    "distilroberta), a hub name or a folder.")
 @data_options
-@click.option("--pseudo-head", type=click.Choice(["linear", "mlp"]), help="Pseudo classifier shape.")
+@click.option("--pseudo-head", type=click.Choice(PSEUDO_HEAD_KINDS), help="Pseudo classifier shape.")
 @click.option("--output", type=click.Path(file_okay=False),
               help="Where to save the teacher.  [default: the cache, $UKD_HOME/teachers]")
 @click.pass_context

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-PSEUDO_HEAD_KINDS = ("linear", "mlp")
+from .recipe import PSEUDO_HEAD_KINDS
 
 
 def layer_states(hidden_states: tuple[torch.Tensor, ...], attention_mask: torch.Tensor | None = None,

@@ -37,6 +37,9 @@ DEFAULT_BATCH = {"cpu": 32, "cuda": 256}
 BASE_BATCH = 32
 SCRATCH_STUDENTS = ("bilstm", "cnn")
 
+PSEUDO_HEAD_KINDS = ("linear", "mlp")  # a pseudo classifier: Linear, or like BERT's head
+PRECISIONS = ("auto", "bf16", "fp32")
+
 MIN_VOCAB = 200  # below this a WordPiece vocabulary is little more than its alphabet
 VOCAB_METHODS = ("trim", "train")
 
@@ -162,10 +165,10 @@ class Recipe:
                 raise UserError(f"method.{name} must be one of {', '.join(choices)}")
         if self.method.attention_temperature <= 0 or self.method.temperature <= 0:
             raise UserError("temperatures must be positive")
-        if self.teacher.pseudo_head not in ("linear", "mlp"):
-            raise UserError("pseudo head must be 'linear' or 'mlp'")
-        if self.training.precision not in ("auto", "bf16", "fp32"):
-            raise UserError("precision must be auto, bf16 or fp32")
+        if self.teacher.pseudo_head not in PSEUDO_HEAD_KINDS:
+            raise UserError(f"pseudo head must be {' or '.join(map(repr, PSEUDO_HEAD_KINDS))}")
+        if self.training.precision not in PRECISIONS:
+            raise UserError(f"precision must be {', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}")
         for name in ("epochs", "batch_size", "grad_accum", "checkpoint_every"):
             if getattr(self.training, name) is not None and getattr(self.training, name) < 1:
                 raise UserError(f"training.{name} must be at least 1")
