@@ -48,10 +48,13 @@ def main() -> None:
         epilog="Methods take knobs in brackets: --methods 'kd,ukd,ukd[teacher_layers=window]'. "
                "The same command continues a stopped study.")
     quality.add_argument("--study", type=Path, help="YAML: seeds and rows (task, train_examples, "
-                         "epochs, students, methods); see benchmarks/studies/")
+                         "epochs, batch_size, students, methods); see benchmarks/studies/")
     quality.add_argument("--task")
     quality.add_argument("--train-examples", type=int, help="0: the whole training set")
     quality.add_argument("--epochs", type=int)
+    quality.add_argument("--batch-size", type=int, help="the teacher's and the students' batch, "
+                         "learning rates by the square-root rule  [default: the device's, 32 "
+                         "CPU, 256 GPU]")
     quality.add_argument("--students", help="comma-separated, e.g. teacher:2,bilstm")
     quality.add_argument("--methods", help="comma-separated methods and variants")
     quality.add_argument("--seeds", type=int, help="seeds 0..N-1  [default: 3]")
@@ -130,7 +133,7 @@ def main() -> None:
         study = load_study(args.study, {
             "task": args.task, "epochs": args.epochs, "students": split(args.students),
             "methods": split(args.methods), "seeds": args.seeds,
-            "train_examples": args.train_examples})
+            "train_examples": args.train_examples, "batch_size": args.batch_size})
         out = args.results_dir or RESULTS
         result = run_study(study, args.workdir, args.jobs, args.name, args.reference,
                            args.data_dir, out)

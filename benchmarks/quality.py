@@ -1,7 +1,8 @@
 """quality: a paired study of methods over seeds, tasks and budgets.
 
 A study is rows of (task, training examples, epochs, student) and the methods to compare on each,
-over seeds 0..N-1 (the study's N, or a row's own ``seeds``). Seeds are paired: seed s gives
+over seeds 0..N-1 (the study's N, or a row's own ``seeds``). A row's ``batch_size`` sets the batch
+of its teacher and students (learning rates by the square-root rule); unset, the device's default. Seeds are paired: seed s gives
 every method the same training sample, batch order, initialisation and dropout, so ``ukd - kd``
 at seed s compares like with like. The teacher is fine-tuned once per (task, budget) with the
 default seed and then fixed.
@@ -56,16 +57,19 @@ class Run:
     method: str
     variant: str
     seed: int
+    batch_size: int | None = None  # None: the device's default (recipe.DEFAULT_BATCH)
 
     @property
     def name(self) -> str:
-        text = (f"{self.task}-{self.train_examples or 'all'}-e{self.epochs}-{self.student}-"
-                f"{self.method}-{self.variant or 'default'}-s{self.seed}")
+        batch = f"-b{self.batch_size}" if self.batch_size else ""
+        text = (f"{self.task}-{self.train_examples or 'all'}-e{self.epochs}{batch}-"
+                f"{self.student}-{self.method}-{self.variant or 'default'}-s{self.seed}")
         return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
 
     @property
-    def group(self) -> tuple:
-        return (self.task, self.train_examples, self.epochs, self.student)
+    def budget(self) -> tuple:
+        """What fixes the study's teacher: the task, its training examples and the batch."""
+        return (self.task, self.train_examples, self.batch_size)
 
 
 def parse_knobs(token: str, body: str, known: set[str]) -> dict:
@@ -127,7 +131,7 @@ def study_runs(study: dict) -> list[Run]:
                 method, variant, _ = parse_method(token)
                 for seed in range(row.get("seeds", study["seeds"])):
                     runs.append(Run(row["task"], row.get("train_examples"), row["epochs"],
-                                    student, method, variant, seed))
+                                    student, method, variant, seed, row.get("batch_size")))
     return runs
 
 
@@ -135,9 +139,11 @@ def base_recipe(run: Run, data_dir: str | None) -> Recipe:
     from ukd_compress.distill import device_type
 
     everything = sys.maxsize  # train_examples 0 or None: the whole training set, on CPU too
-    return Recipe().replace("task", name=run.task, data_dir=data_dir,
-                            max_train_samples=run.train_examples or everything).replace(
-        "training", epochs=run.epochs, seed=TEACHER_SEED).for_device(device_type())
+    return (Recipe().replace("task", name=run.task, data_dir=data_dir,
+                             max_train_samples=run.train_examples or everything)
+            .replace("teacher", finetune_batch_size=run.batch_size)
+            .replace("training", epochs=run.epochs, seed=TEACHER_SEED, batch_size=run.batch_size)
+            .for_device(device_type()))
 
 
 def resolve_teachers(runs: list[Run], data_dir: str | None) -> dict[tuple, str]:
@@ -151,7 +157,7 @@ def resolve_teachers(runs: list[Run], data_dir: str | None) -> dict[tuple, str]:
 
     teachers = {}
     for run in runs:
-        key = (run.task, run.train_examples)
+        key = run.budget
         if key not in teachers:
             recipe = base_recipe(run, data_dir)
             data = training_data(recipe)
@@ -203,9 +209,10 @@ def run_study(study: dict, folder: Path, jobs: int = 1, name: str = "quality",
     rows, failures = [], []
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool, \
             tqdm(total=len(runs), desc="quality study", unit="run") as bar:
-        futures = {pool.submit(execute, run, run_recipe(run, teachers[(run.task, run.train_examples)],
-                                                        data_dir), folder, threads): run
-                   for run in runs}
+        # seed by seed, so that a study stopped early holds complete pairs
+        futures = {pool.submit(execute, run, run_recipe(run, teachers[run.budget], data_dir),
+                               folder, threads): run
+                   for run in sorted(runs, key=lambda run: run.seed)}
         for future in concurrent.futures.as_completed(futures):
             run = futures[future]
             bar.update(1)
@@ -234,7 +241,8 @@ def _label(row: dict) -> str:
 
 
 def _group(row: dict) -> str:
-    return (f"{row['task']}, {row['train_examples'] or 'all'} ex, {row['epochs']} ep, "
+    batch = f", batch {row['batch_size']}" if row.get("batch_size") else ""
+    return (f"{row['task']}, {row['train_examples'] or 'all'} ex, {row['epochs']} ep{batch}, "
             f"{row['student']}")
 
 
@@ -242,8 +250,11 @@ def summarise(rows: list[dict], reference: str) -> dict:
     """Mean and std per (group, method), and each method's paired difference to ``reference``."""
     teacher, groups = {}, {}
     for row in rows:
-        budgets = {r["train_examples"] for r in rows if r["task"] == row["task"]}
-        key = row["task"] if len(budgets) == 1 else f"{row['task']}@{row['train_examples'] or 'all'}"
+        budgets = {(r["train_examples"], r.get("batch_size")) for r in rows
+                   if r["task"] == row["task"]}
+        batch = f"/b{row['batch_size']}" if row.get("batch_size") else ""
+        key = (row["task"] if len(budgets) == 1
+               else f"{row['task']}@{row['train_examples'] or 'all'}{batch}")
         teacher[key] = row["teacher_metric"]
         groups.setdefault(_group(row), {}).setdefault(_label(row), {})[row["seed"]] = row
     summary = []

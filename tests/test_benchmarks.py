@@ -8,7 +8,8 @@ import pytest
 from transformers import BertConfig
 
 from ukd_compress.benchmarks.infer import encoder_flops
-from ukd_compress.benchmarks.quality import Run, load_study, parse_method, parse_student, study_runs
+from ukd_compress.benchmarks.quality import (Run, load_study, parse_method, parse_student, run_recipe,
+                                             study_runs)
 from ukd_compress.benchmarks.scale import projected_minutes
 from ukd_compress.errors import UserError
 from ukd_compress.benchmarks.results import markdown_table, write_results
@@ -85,6 +86,23 @@ def test_a_row_may_have_its_own_seeds_and_the_command_line_overrides_all(tmp_pat
     assert seeds(runs, "sst2") == [0, 1, 2, 3, 4] and seeds(runs, "rte") == [0, 1, 2]
     runs = study_runs(load_study(study, {"seeds": 2}))
     assert seeds(runs, "sst2") == seeds(runs, "rte") == [0, 1]
+
+
+def test_a_row_may_set_the_batch_of_its_teacher_and_students(tmp_path):
+    study = tmp_path / "s.yaml"
+    study.write_text("seeds: 1\nrows:\n"
+                     "  - {task: sst2, train_examples: 100, epochs: 1, batch_size: 256, students: [cnn], methods: [kd]}\n"
+                     "  - {task: sst2, train_examples: 100, epochs: 1, students: [cnn], methods: [kd]}\n")
+    batched, default = study_runs(load_study(study, {}))
+    assert batched.budget != default.budget  # each batch fine-tunes its own teacher
+    assert batched.name != default.name
+    recipe = run_recipe(batched, "T", None)
+    assert recipe.teacher.finetune_batch_size == recipe.training.batch_size == 256
+    assert recipe.teacher.finetune_lr == pytest.approx(2.83e-4, rel=1e-3)  # the square-root rule
+    from ukd_compress.distill import device_type
+    from ukd_compress.recipe import DEFAULT_BATCH
+
+    assert run_recipe(default, "T", None).training.batch_size == DEFAULT_BATCH[device_type()]
 
 
 def test_a_student_variant_names_real_knobs():
