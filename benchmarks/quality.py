@@ -4,8 +4,8 @@ A study is rows of (task, training examples, epochs, student) and the methods to
 over seeds 0..N-1 (the study's N, or a row's own ``seeds``). A row's ``batch_size`` sets the batch
 of its teacher and students (learning rates by the square-root rule); unset, the device's default.
 Seeds are paired: seed s gives every method the same training sample, batch order,
-initialisation and dropout, so ``ukd - kd`` at seed s compares like with like. The teacher is fine-tuned once per (task, budget) with the
-default seed and then fixed.
+initialisation and dropout, so ``ukd - kd`` at seed s compares like with like. The teacher is
+fine-tuned once per (task, training examples, batch) with the default seed and then fixed.
 
 A method is a name (``kd``) or a variant: a name with recipe knobs in brackets,
 ``ukd[teacher_layers=window,gamma=0.25]``; the bracket is the row's ``variant``.

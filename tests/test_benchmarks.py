@@ -11,7 +11,9 @@ from ukd_compress.benchmarks.infer import encoder_flops
 from ukd_compress.benchmarks.quality import (Run, load_study, parse_method, parse_student, run_recipe,
                                              study_runs)
 from ukd_compress.benchmarks.scale import projected_minutes
+from ukd_compress.distill import device_type
 from ukd_compress.errors import UserError
+from ukd_compress.recipe import DEFAULT_BATCH
 from ukd_compress.benchmarks.results import markdown_table, write_results
 from ukd_compress.students.small import CNNConfig
 
@@ -99,9 +101,6 @@ def test_a_row_may_set_the_batch_of_its_teacher_and_students(tmp_path):
     recipe = run_recipe(batched, "T", None)
     assert recipe.teacher.finetune_batch_size == recipe.training.batch_size == 256
     assert recipe.teacher.finetune_lr == pytest.approx(2.83e-4, rel=1e-3)  # the square-root rule
-    from ukd_compress.distill import device_type
-    from ukd_compress.recipe import DEFAULT_BATCH
-
     assert run_recipe(default, "T", None).training.batch_size == DEFAULT_BATCH[device_type()]
 
 
